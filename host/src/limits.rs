@@ -2,3 +2,20 @@
 //!
 //! Modules take these as defaults of their config structs; nothing else
 //! hard-codes a limit.
+
+// --- consumer ---
+
+/// Sequencer ring size (envelopes) when a shard spec leaves it 0 (Gazette's default).
+pub const DEFAULT_RING_BUFFER_SIZE: usize = 8192;
+/// Decoded-message channel capacity (envelopes) when a shard spec leaves it 0.
+pub const DEFAULT_READ_CHANNEL_SIZE: usize = 8192;
+/// Most envelopes handed to the application in one blocking call.
+pub const DEFAULT_CONSUME_BATCH: usize = 1024;
+/// First back-off after a failed transaction (milliseconds); doubles per failure.
+pub const DEFAULT_SHARD_RETRY_BACKOFF_MS: u64 = 100;
+/// Back-off cap after repeated failures (milliseconds).
+pub const DEFAULT_SHARD_RETRY_BACKOFF_MAX_MS: u64 = 30_000;
+/// Consecutive failures after which a shard is marked FAILED and stops retrying.
+pub const DEFAULT_SHARD_MAX_FAILURES: u32 = 5;
+/// Producers idle longer than this are pruned from checkpoints (Gazette: 24 h).
+pub const DEFAULT_PRODUCER_PRUNE_HORIZON_SECS: u64 = 24 * 3600;

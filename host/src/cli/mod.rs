@@ -1,0 +1,64 @@
+//! The `weir` command line: one file per subcommand, each a clap struct with
+//! an `execute` method; this module only parses and dispatches.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod bench;
+pub mod bench_journals;
+pub mod bench_sequencer;
+pub mod journals;
+
+/// weir: a stream-processing host with consumer logic in WebAssembly.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, append to and read journals.
+    Journals(journals::JournalsCommand),
+    /// Measure the host's hot paths.
+    Bench(bench::BenchCommand),
+}
+
+impl Cli {
+    /// Runs the parsed command; errors are printed with their causes.
+    pub fn run(self) -> ExitCode {
+        init_tracing();
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                eprintln!("error: cannot start the async runtime: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = runtime.block_on(async move {
+            match self.command {
+                Command::Journals(cmd) => cmd.execute().await,
+                Command::Bench(cmd) => cmd.execute().await,
+            }
+        });
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // A second initialization (tests calling run twice) is harmless.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
