@@ -122,7 +122,8 @@ pub enum BrokerError {
     Corrupt {
         /// The damaged journal.
         journal: String,
-        /// First offset of the damaged fragment.
+        /// First offset that cannot be served: the start of the damaged
+        /// append (everything below it verified and readable).
         offset: i64,
         /// What was wrong.
         reason: String,
