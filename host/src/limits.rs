@@ -20,6 +20,27 @@ pub const DEFAULT_SHARD_MAX_FAILURES: u32 = 5;
 /// Producers idle longer than this are pruned from checkpoints (Gazette: 24 h).
 pub const DEFAULT_PRODUCER_PRUNE_HORIZON_SECS: u64 = 24 * 3600;
 
+// --- store ---
+
+/// Largest store key a transaction may write, in bytes.
+pub const DEFAULT_STORE_MAX_KEY_BYTES: usize = 4 * 1024;
+/// Largest store value a transaction may write, in bytes.
+pub const DEFAULT_STORE_MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Largest total of key and value bytes one transaction may write, in bytes
+/// (it becomes one recovery-log record).
+pub const DEFAULT_STORE_MAX_TXN_BYTES: usize = 64 * 1024 * 1024;
+/// Most entries one store `scan` may ask for, in entries.
+pub const DEFAULT_STORE_MAX_SCAN_ENTRIES: usize = 100_000;
+/// Largest recovery-log record a reader accepts, in bytes (a bound on the
+/// memory a damaged length field can make a reader allocate).
+pub const DEFAULT_STORE_MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+/// How many times a new primary tries its hand-off when other writers race
+/// it, in attempts.
+pub const DEFAULT_STORE_HANDOFF_ATTEMPTS: u32 = 16;
+/// Back-off between retries of transient recovery-log failures, in
+/// milliseconds.
+pub const DEFAULT_STORE_RETRY_BACKOFF_MS: u64 = 100;
+
 // --- broker ---
 
 /// Largest single append, in bytes (128 MiB: above the store's 64 MiB
