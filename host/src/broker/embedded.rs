@@ -246,6 +246,9 @@ fn open_directory(
     backend
         .create_dir_all(&journals_dir)
         .map_err(io_error(format!("creating {}", journals_dir.display())))?;
+    backend
+        .sync_dir(root)
+        .map_err(io_error(format!("syncing {}", root.display())))?;
     let dir_lock = backend.lock_dir(root).map_err(|err| match err.kind() {
         io::ErrorKind::WouldBlock => BrokerError::Unavailable(err.to_string()),
         _ => BrokerError::Io {
@@ -767,6 +770,83 @@ mod test {
             "committed bytes stay"
         );
         assert_eq!(append(&broker, "test/other", "fine").await.begin, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_undone_and_the_journal_carries_on() {
+        let disk = SimBackend::new();
+        let broker = open(&disk).await;
+        create(&broker, JournalSpec::new("test/full")).await;
+        append(&broker, "test/full", "a").await;
+        let tail = ReadRequest {
+            journal: "test/full".into(),
+            block: true,
+            ..Default::default()
+        };
+        let mut tail = broker.read(tail).await.expect("read");
+        assert_eq!(
+            tail.next()
+                .await
+                .expect("chunk")
+                .expect("some")
+                .content
+                .as_ref(),
+            b"a"
+        );
+
+        disk.fail_appends(true);
+        let failed = broker.append(request("test/full", "bbbb")).await;
+        assert!(matches!(failed, Err(BrokerError::Io { .. })), "{failed:?}");
+        disk.fail_appends(false);
+        let next = append(&broker, "test/full", "c").await;
+        assert_eq!(
+            (next.begin, next.end),
+            (1, 2),
+            "nothing of the failed append remains"
+        );
+        let chunk = tail.next().await.expect("chunk").expect("some");
+        assert_eq!((chunk.offset, chunk.content.as_ref()), (1, b"c".as_ref()));
+        assert_eq!(
+            fragment_files(&disk, "test/full", ".frag").len(),
+            1,
+            "the spool was closed"
+        );
+
+        let reopened = open(&disk.crash(CrashMode::DropUnsynced)).await;
+        assert_eq!(read_ok(&reopened, "test/full", 0).await, b"ac");
+    }
+
+    #[tokio::test]
+    async fn a_spool_created_by_a_failed_write_is_made_durable_before_its_first_ack() {
+        let disk = SimBackend::new();
+        let broker = open(&disk).await;
+        create(&broker, JournalSpec::new("test/entry")).await;
+        disk.fail_appends(true);
+        assert!(broker.append(request("test/entry", "lost")).await.is_err());
+        disk.fail_appends(false);
+        append(&broker, "test/entry", "kept").await;
+        let reopened = open(&disk.crash(CrashMode::DropUnsynced)).await;
+        assert_eq!(read_ok(&reopened, "test/entry", 0).await, b"kept");
+    }
+
+    #[tokio::test]
+    async fn bytes_found_after_a_process_crash_are_made_durable_before_they_are_served() {
+        let disk = SimBackend::new();
+        let broker = open(&disk).await;
+        create(&broker, JournalSpec::new("test/restart")).await;
+        append(&broker, "test/restart", "a").await;
+        disk.fail_sync_after(0);
+        assert!(broker.append(request("test/restart", "b")).await.is_err());
+        broker.shutdown().await;
+        drop(broker);
+        disk.fail_sync_after(u64::MAX);
+
+        // The process died, the page cache did not: "b" is there, unsynced.
+        let restarted = open(&disk).await;
+        assert_eq!(read_ok(&restarted, "test/restart", 0).await, b"ab");
+        // A power loss must not take back what a reader was just served.
+        let after_power_loss = open(&disk.crash(CrashMode::DropUnsynced)).await;
+        assert_eq!(read_ok(&after_power_loss, "test/restart", 0).await, b"ab");
     }
 
     #[tokio::test]

@@ -265,7 +265,10 @@ pub(crate) fn recover(backend: &dyn Backend, dir: &Path, name: &str) -> io::Resu
             break;
         }
         if let (FragmentFile::Spool { .. }, Some(true)) = (file, last.map(|l| l == index)) {
-            let file = backend.open_append(&path)?;
+            let mut file = backend.open_append(&path)?;
+            // The previous process may have died before syncing what it
+            // wrote: make the bytes now served as committed durable.
+            file.sync_data()?;
             recovered.spool = Some(Spool::reopened(
                 begin,
                 scan.end,
@@ -278,5 +281,10 @@ pub(crate) fn recover(backend: &dyn Backend, dir: &Path, name: &str) -> io::Resu
         }
     }
     recovered.head = expected.unwrap_or(0);
+    if !files.is_empty() {
+        // Renames and creations of a process that died before syncing them
+        // become durable before anything is appended after them.
+        backend.sync_dir(dir)?;
+    }
     Ok(recovered)
 }

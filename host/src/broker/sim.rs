@@ -9,7 +9,8 @@
 //!   synced afterwards.
 //!
 //! Faults: [`SimBackend::fail_sync_after`] makes a later `sync_data` fail
-//! with `EIO`; [`SimBackend::corrupt`] flips a byte at rest; counters in
+//! with `EIO`; [`SimBackend::fail_appends`] makes writes fail half-way with
+//! `ENOSPC`; [`SimBackend::corrupt`] flips a byte at rest; counters in
 //! [`Backend::stats`] count syncs (so tests can see group commit at work).
 //!
 //! Simplifications, stated so tests do not lean on them: truncation is
@@ -61,6 +62,8 @@ struct State {
     fail_sync_after: Option<u64>,
     /// How long each `sync_data` takes.
     sync_delay: Duration,
+    /// Whether appends fail (after writing half their bytes, as a full disk).
+    fail_appends: bool,
 }
 
 #[derive(Debug, Default)]
@@ -145,6 +148,12 @@ impl SimBackend {
     /// yet durable.
     pub fn set_sync_delay(&self, delay: Duration) {
         lock(&self.shared.state).sync_delay = delay;
+    }
+
+    /// Makes every `append` fail with "no space left on device" after
+    /// writing half of its bytes (a partial write), or stops doing so.
+    pub fn fail_appends(&self, fail: bool) {
+        lock(&self.shared.state).fail_appends = fail;
     }
 
     /// Flips every bit of the byte at `offset` of `path` (damage at rest).
@@ -353,7 +362,13 @@ struct SimAppendFile {
 
 impl AppendFile for SimAppendFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        lock(&self.file).data.extend_from_slice(bytes);
+        let fail = lock(&self.shared.state).fail_appends;
+        let mut file = lock(&self.file);
+        if fail {
+            file.data.extend_from_slice(&bytes[..bytes.len() / 2]);
+            return Err(io::Error::from_raw_os_error(28 /* ENOSPC */));
+        }
+        file.data.extend_from_slice(bytes);
         Ok(())
     }
 

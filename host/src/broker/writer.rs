@@ -20,7 +20,9 @@
 //! Failures:
 //! - a failed write (e.g. a full disk) in a group that did not roll the spool
 //!   is undone by cutting the spool back; that group's appends fail and the
-//!   journal carries on;
+//!   journal carries on. A spool holding committed bytes is then closed, so
+//!   no byte position is ever written twice (a reader may have buffered the
+//!   failed bytes);
 //! - a failed fsync, directory sync, rename or file creation is fatal for the
 //!   journal: after a failed fsync the kernel may have dropped the dirty
 //!   pages, and retrying would report success for lost bytes. The journal
@@ -68,6 +70,8 @@ pub(crate) struct Spool {
     reader: Arc<dyn ReadFile>,
     /// Whether the read index has an entry for this spool.
     indexed: bool,
+    /// Whether the spool's directory entry is durable.
+    entry_synced: bool,
     last_mark: Option<u64>,
     new_marks: Vec<(i64, u64)>,
 }
@@ -90,6 +94,7 @@ impl Spool {
             file,
             reader,
             indexed,
+            entry_synced: true,
             last_mark,
             new_marks: Vec::new(),
         }
@@ -427,18 +432,15 @@ fn write_group(
                 let path = dir.join(FragmentFile::Spool { begin: write.begin }.file_name());
                 let file = fatal!(backend.create_append(&path));
                 let reader = fatal!(backend.open_read(&path));
-                dir_dirty = true;
-                spool.insert(Spool::reopened(
-                    write.begin,
-                    write.begin,
-                    path,
-                    file,
-                    reader,
-                    false,
-                    None,
-                ))
+                let created =
+                    Spool::reopened(write.begin, write.begin, path, file, reader, false, None);
+                spool.insert(Spool {
+                    entry_synced: false,
+                    ..created
+                })
             }
         };
+        dir_dirty |= !current.entry_synced;
         let flushed = current.file.len();
         let (last_mark, new_marks) = (&mut current.last_mark, &mut current.new_marks);
         encode_append(
@@ -473,11 +475,24 @@ fn write_group(
         current.end = end;
         current.last_mark = last_mark;
         current.new_marks.clear();
+        if current.end > current.begin {
+            // Readers may hold the failed bytes in their buffers: close this
+            // spool at its committed end and never write these positions again.
+            fatal!(current.file.sync_data());
+            let closed = FragmentFile::Closed {
+                begin: current.begin,
+                end: current.end,
+            };
+            fatal!(backend.rename(&current.path, &dir.join(closed.file_name())));
+            fatal!(backend.sync_dir(dir));
+            return (None, Err(GroupError::Undone(err)));
+        }
         return (spool, Err(GroupError::Undone(err)));
     }
     fatal!(current.file.sync_data());
     if dir_dirty {
         fatal!(backend.sync_dir(dir));
+        current.entry_synced = true;
     }
     deltas.push(current.delta());
     (spool, Ok(deltas))
