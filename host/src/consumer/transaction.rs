@@ -1,0 +1,371 @@
+//! The transaction loop of a primary shard (Gazette's `consumer/transaction.go`).
+//!
+//! One primary term runs: recover the store and the last checkpoint, re-append
+//! the checkpoint's ACK intents byte for byte, then run transactions until
+//! stopped or until something fails. Each transaction:
+//!
+//! 1. **consumes**: waits for its first committed message, then keeps
+//!    reading while messages are ready, for at least `min_txn_duration`
+//!    (from the first message) and at most `max_txn_duration`; while a read
+//!    source has a pending (unacknowledged) span it waits for the ACK, unless
+//!    `disable_wait_for_ack`. ACK envelopes advance the sequencer but are
+//!    never handed to the application;
+//! 2. **finalizes**: `finalize_txn`, then the sequencer checkpoint and the ACK
+//!    intents of everything published;
+//! 3. **commits**: waits until every published message is durably appended,
+//!    then appends one record (store writes + checkpoint) to the recovery log.
+//!    That append is the commit; a fenced primary's append is rejected;
+//! 4. **acknowledges**: appends the ACK intents, in the background, while
+//!    the next transaction consumes. The next transaction cannot commit
+//!    before these ACKs are durable.
+//!
+//! A failure anywhere ends the term with an error: nothing of the current
+//! transaction was committed, and the supervisor ([`super::shard`]) starts a
+//! new term, which recovers from the last commit with a new producer id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::broker::protocol::{AppendRequest, BrokerError, JournalClient};
+use crate::message::{AtomicClock, Envelope, Publisher, ReadCommitted};
+use crate::store::{ShardStore, TxnOverlay};
+
+use super::checkpoint::Checkpoint;
+
+use super::application::{AppError, Application, PublishError, TxnContext, TxnPublisher};
+use super::fault::{FaultAction, FaultHook, FaultPoint};
+use super::shard::{ShardConfig, ShardError, ShardProgress};
+use super::spec::ShardSpec;
+
+/// Why a primary term ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TermEnd {
+    /// Stop was requested; the last transaction committed and was acknowledged.
+    Stopped,
+}
+
+/// Everything a blocking application call needs, moved onto a blocking
+/// thread and back.
+struct TxnWork {
+    app: Box<dyn Application>,
+    store: TxnOverlay,
+    publisher: ShardPublisher,
+    shard: Arc<str>,
+}
+
+impl TxnWork {
+    async fn run<R: Send + 'static>(
+        mut self,
+        f: impl FnOnce(&mut TxnWork) -> R + Send + 'static,
+    ) -> Result<(TxnWork, R), ShardError> {
+        tokio::task::spawn_blocking(move || {
+            let out = f(&mut self);
+            (self, out)
+        })
+        .await
+        .map_err(|err| ShardError::App(AppError::Crashed(format!("application panicked: {err}"))))
+    }
+
+    fn context(&mut self) -> (TxnContext<'_>, &mut dyn Application) {
+        (
+            TxnContext {
+                shard: &self.shard,
+                store: &mut self.store,
+                publisher: &mut self.publisher,
+            },
+            self.app.as_mut(),
+        )
+    }
+}
+
+/// The shard's [`TxnPublisher`]: uncommitted publishing with per-transaction caps.
+struct ShardPublisher {
+    publisher: Arc<Publisher>,
+    messages: usize,
+    bytes: usize,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl TxnPublisher for ShardPublisher {
+    fn publish(&mut self, journal: &str, doc: &[u8]) -> Result<(), PublishError> {
+        if self.messages + 1 > self.max_messages {
+            return Err(PublishError::LimitExceeded(format!(
+                "more than {} messages published in one transaction",
+                self.max_messages
+            )));
+        }
+        if self.bytes + doc.len() > self.max_bytes {
+            return Err(PublishError::LimitExceeded(format!(
+                "more than {} bytes published in one transaction",
+                self.max_bytes
+            )));
+        }
+        self.publisher.publish_uncommitted(journal, doc)?;
+        self.messages += 1;
+        self.bytes += doc.len();
+        Ok(())
+    }
+}
+
+fn check_fault(hook: &Option<FaultHook>, point: FaultPoint) -> Result<(), ShardError> {
+    match hook {
+        Some(hook) if hook(point) == FaultAction::Crash => Err(ShardError::InjectedCrash(point)),
+        _ => Ok(()),
+    }
+}
+
+/// Runs one primary term of `spec` over a recovered store, until `stop`
+/// turns true or a failure.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_primary(
+    spec: &ShardSpec,
+    client: Arc<dyn JournalClient>,
+    app: Box<dyn Application>,
+    config: &ShardConfig,
+    clock: Arc<AtomicClock>,
+    mut stop: watch::Receiver<bool>,
+    progress: &watch::Sender<ShardProgress>,
+    recovered: (ShardStore, Checkpoint),
+) -> Result<TermEnd, ShardError> {
+    let (mut store, checkpoint) = recovered;
+
+    // Re-append the last commit's ACKs verbatim (pitfall 3): this commits its
+    // outputs if they were never acknowledged, and rolls back whatever a dead
+    // primary published after it.
+    for (journal, bytes) in &checkpoint.ack_intents {
+        append_ack(client.as_ref(), journal, bytes).await?;
+    }
+
+    let publisher = Arc::new(Publisher::new(
+        client.clone(),
+        clock.clone(),
+        tokio::runtime::Handle::current(),
+    ));
+    let sources: Vec<(String, i64)> = spec
+        .sources
+        .iter()
+        .map(|source| {
+            let read_through = checkpoint
+                .sources
+                .get(&source.journal)
+                .map_or(0, |cp| cp.read_through);
+            (source.journal.clone(), read_through.max(source.min_offset))
+        })
+        .collect();
+    // A recovered shard has read through its checkpoint already, even before
+    // its first transaction commits (an idle shard never commits).
+    let recovered_through: std::collections::BTreeMap<String, i64> = sources.iter().cloned().collect();
+    progress.send_modify(|p| p.read_through = recovered_through);
+    let mut reader = ReadCommitted::new(
+        client.clone(),
+        sources,
+        &checkpoint.sources,
+        spec.ring_size(),
+        spec.read_channel_capacity(),
+    )
+    .map_err(ShardError::Read)?;
+
+    let mut work = TxnWork {
+        app,
+        store: store.begin_txn(),
+        publisher: ShardPublisher {
+            publisher: publisher.clone(),
+            messages: 0,
+            bytes: 0,
+            max_messages: config.max_txn_messages,
+            max_bytes: config.max_txn_bytes,
+        },
+        shard: Arc::from(spec.id.as_str()),
+    };
+    let mut acks: Option<JoinHandle<Result<(), ShardError>>> = None;
+    let mut committed_txns: u64 = 0;
+
+    loop {
+        // --- Wait for the transaction's first message (or a stop). ---
+        let first = loop {
+            if *stop.borrow() {
+                await_acks(&mut acks).await?;
+                return Ok(TermEnd::Stopped);
+            }
+            tokio::select! {
+                env = reader.next() => {
+                    let env = env.map_err(ShardError::Read)?;
+                    if env.is_ack() { continue; }
+                    break env;
+                }
+                _ = stop.changed() => {}
+            }
+        };
+        let began = Instant::now();
+        let min_until = began + spec.min_txn_duration;
+        let max_until = began + spec.max_txn_duration;
+        let mut reading = true;
+        let mut batch: Vec<Envelope> = Vec::with_capacity(config.consume_batch);
+        batch.push(first);
+
+        loop {
+            // Take everything that is ready now, up to a batch.
+            while reading && batch.len() < config.consume_batch {
+                match reader.next().now_or_never() {
+                    Some(env) => {
+                        let env = env.map_err(ShardError::Read)?;
+                        if !env.is_ack() {
+                            batch.push(env);
+                        }
+                    }
+                    None => break,
+                }
+            }
+            if !batch.is_empty() {
+                let envelopes = std::mem::take(&mut batch);
+                let (back, (envelopes, result)) = work
+                    .run(move |work| {
+                        let (mut txn, app) = work.context();
+                        let result = app.consume_messages(&mut txn, &envelopes);
+                        (envelopes, result)
+                    })
+                    .await?;
+                work = back;
+                if let Err((index, err)) = result {
+                    let env = &envelopes[index];
+                    return Err(ShardError::Message {
+                        journal: env.journal.to_string(),
+                        offset: env.begin,
+                        source: err,
+                    });
+                }
+                batch = envelopes;
+                batch.clear();
+                check_fault(&config.faults, FaultPoint::Consuming)?;
+            }
+
+            let now = Instant::now();
+            if reading && now >= max_until {
+                reading = false;
+            }
+            let prev_pending = acks.as_ref().is_some_and(|handle| !handle.is_finished());
+            let blocks = prev_pending
+                || now < min_until
+                || (!spec.disable_wait_for_ack && reading && reader.has_pending());
+            if !blocks {
+                match reader.next().now_or_never() {
+                    Some(env) if reading => {
+                        let env = env.map_err(ShardError::Read)?;
+                        if !env.is_ack() {
+                            batch.push(env);
+                        }
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            let wake = if now < min_until { min_until } else { max_until };
+            tokio::select! {
+                env = reader.next(), if reading => {
+                    let env = env.map_err(ShardError::Read)?;
+                    if !env.is_ack() { batch.push(env); }
+                }
+                _ = tokio::time::sleep_until(wake), if reading || now < min_until => {}
+                result = async { acks.as_mut().expect("guarded").await }, if prev_pending => {
+                    acks = None;
+                    result.map_err(|err| ShardError::Crashed(err.to_string()))??;
+                }
+            }
+        }
+        // The previous transaction's ACKs must be durable before this one commits.
+        await_acks(&mut acks).await?;
+
+        // --- Finalize. ---
+        let (back, result) = work
+            .run(|work| {
+                let (mut txn, app) = work.context();
+                app.finalize_txn(&mut txn)
+            })
+            .await?;
+        work = back;
+        result.map_err(ShardError::App)?;
+        check_fault(&config.faults, FaultPoint::AfterFinalize)?;
+
+        let mut checkpoint = reader.checkpoint(config.prune_horizon);
+        checkpoint.ack_intents = publisher
+            .build_ack_intents()
+            .into_iter()
+            .map(|intent| (intent.journal, intent.bytes))
+            .collect();
+        checkpoint.module = config.module_digest.clone();
+
+        // --- Commit: outputs durable first, then the recovery-log record. ---
+        publisher.flush().await.map_err(ShardError::Publish)?;
+        check_fault(&config.faults, FaultPoint::BeforeCommit)?;
+        let writes = std::mem::replace(&mut work.store, store.begin_txn()).into_writes();
+        store.commit(writes, &checkpoint).await?;
+        work.store = store.begin_txn();
+        work.publisher.messages = 0;
+        work.publisher.bytes = 0;
+        committed_txns += 1;
+        check_fault(&config.faults, FaultPoint::AfterCommit)?;
+
+        // --- Acknowledge, in the background. ---
+        let intents: Vec<(String, Vec<u8>)> = checkpoint.ack_intents.into_iter().collect();
+        if let Some(((journal, bytes), rest)) = intents.split_first() {
+            append_ack(client.as_ref(), journal, bytes).await?;
+            check_fault(&config.faults, FaultPoint::DuringAcks)?;
+            let rest = rest.to_vec();
+            let client = client.clone();
+            acks = Some(tokio::spawn(async move {
+                for (journal, bytes) in rest {
+                    append_ack(client.as_ref(), &journal, &bytes).await?;
+                }
+                Ok(())
+            }));
+        }
+        let read_through = checkpoint
+            .sources
+            .iter()
+            .map(|(journal, cp)| (journal.clone(), cp.read_through))
+            .collect();
+        progress.send_modify(|p| {
+            p.committed_txns = committed_txns;
+            p.read_through = read_through;
+        });
+    }
+}
+
+async fn await_acks(
+    acks: &mut Option<JoinHandle<Result<(), ShardError>>>,
+) -> Result<(), ShardError> {
+    if let Some(handle) = acks.take() {
+        handle
+            .await
+            .map_err(|err| ShardError::Crashed(err.to_string()))??;
+    }
+    Ok(())
+}
+
+/// Appends an ACK intent, retrying transient failures. A journal deleted
+/// since the intent was recorded is skipped (Gazette tolerates
+/// JOURNAL_NOT_FOUND only here).
+async fn append_ack(client: &dyn JournalClient, journal: &str, bytes: &[u8]) -> Result<(), ShardError> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let request = AppendRequest {
+            journal: journal.to_string(),
+            content: bytes::Bytes::copy_from_slice(bytes),
+            ..Default::default()
+        };
+        match client.append(request).await {
+            Ok(_) | Err(BrokerError::JournalNotFound(_)) => return Ok(()),
+            Err(err) if err.is_transient() => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(ShardError::Ack(err)),
+        }
+    }
+}
