@@ -192,6 +192,16 @@ impl Broker {
     }
 }
 
+impl Drop for Inner {
+    /// The last handle is gone: blocked readers end with `Unavailable`
+    /// (writers finish their queues and exit as their senders drop).
+    fn drop(&mut self) {
+        for journal in read(&self.journals).values() {
+            journal.shared.set_health(Health::ShutDown);
+        }
+    }
+}
+
 impl Inner {
     fn check_open(&self) -> Result<(), BrokerError> {
         if self.closed.load(Ordering::SeqCst) {
@@ -973,6 +983,25 @@ mod test {
             .expect("read")
             .expect("a chunk");
         assert_eq!((chunk.offset, chunk.content.as_ref()), (3, b"new".as_ref()));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_ends_blocked_reads() {
+        let disk = SimBackend::new();
+        let broker = open(&disk).await;
+        create(&broker, JournalSpec::new("test/dropped")).await;
+        let tail = ReadRequest {
+            journal: "test/dropped".into(),
+            block: true,
+            ..Default::default()
+        };
+        let mut stream = broker.read(tail).await.expect("read");
+        let reader = tokio::spawn(async move { stream.next().await });
+        drop(broker);
+        assert!(matches!(
+            reader.await.expect("task"),
+            Err(BrokerError::Unavailable(_))
+        ));
     }
 
     #[tokio::test]
