@@ -34,7 +34,7 @@ const JOURNAL: &str = "crash/records";
 /// The record `crash_appender` writes as `writer`'s `seq`-th append (keep in
 /// step with `tests/src/bin/crash_appender.rs`).
 fn record(writer: u32, seq: u64) -> String {
-    let len = if seq % 64 == 0 {
+    let len = if seq.is_multiple_of(64) {
         150_000
     } else {
         ((seq * 131 + u64::from(writer) * 17) % 2000) as usize

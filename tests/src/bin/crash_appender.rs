@@ -21,7 +21,7 @@ use weir::broker::{
 /// The record a writer appends as its `seq`-th: sizes vary, and every 64th
 /// record is large, so a kill often lands in the middle of a write.
 fn record(writer: u32, seq: u64) -> String {
-    let len = if seq % 64 == 0 {
+    let len = if seq.is_multiple_of(64) {
         150_000
     } else {
         ((seq * 131 + u64::from(writer) * 17) % 2000) as usize
