@@ -41,6 +41,50 @@ pub const DEFAULT_STORE_HANDOFF_ATTEMPTS: u32 = 16;
 /// milliseconds.
 pub const DEFAULT_STORE_RETRY_BACKOFF_MS: u64 = 100;
 
+// --- runtime ---
+
+/// Wall-clock deadline of one guest call (`consume-message`,
+/// `consume-messages`, `finalize-txn`), in milliseconds; the guest is
+/// interrupted at most one epoch tick after it.
+pub const DEFAULT_GUEST_CALL_DEADLINE_MS: u64 = 5_000;
+/// Period of the engine's epoch ticker, in milliseconds: the granularity of
+/// guest deadlines and job cancellation.
+pub const DEFAULT_EPOCH_TICK_MS: u64 = 10;
+/// Largest linear memory of a consumer guest instance, in bytes.
+pub const DEFAULT_GUEST_MEMORY_BYTES: usize = 128 << 20;
+/// Fuel (roughly wasm instructions) per guest call; `None` = no fuel
+/// metering (enabling it costs ~10% per call).
+pub const DEFAULT_GUEST_FUEL_PER_CALL: Option<u64> = None;
+/// Longest guest log record, in bytes; longer ones are truncated.
+pub const DEFAULT_GUEST_LOG_RECORD_BYTES: usize = 4 * 1024;
+/// Guest log output allowed per call, in bytes; further records are dropped
+/// and counted.
+pub const DEFAULT_GUEST_LOG_BYTES_PER_CALL: usize = 64 * 1024;
+/// Guest stderr/stdout output captured into the host log per call, in bytes;
+/// the rest is dropped and counted.
+pub const DEFAULT_GUEST_STDERR_BYTES_PER_CALL: usize = 64 * 1024;
+/// Guest stderr kept to explain a crash (the tail of the failed call's
+/// output, e.g. a panic message), in bytes.
+pub const DEFAULT_GUEST_CRASH_STDERR_BYTES: usize = 2 * 1024;
+/// Core wasm instances, tables and memories one component instance may
+/// create (a Rust guest needs a handful), in instances / tables / memories.
+pub const DEFAULT_GUEST_INSTANCES: usize = 100;
+/// See [`DEFAULT_GUEST_INSTANCES`].
+pub const DEFAULT_GUEST_TABLES: usize = 100;
+/// See [`DEFAULT_GUEST_INSTANCES`].
+pub const DEFAULT_GUEST_MEMORIES: usize = 10;
+/// Largest table of a guest, in elements.
+pub const DEFAULT_GUEST_TABLE_ELEMENTS: usize = 100_000;
+/// Largest linear memory of a job guest (the chunker), in bytes.
+pub const DEFAULT_JOB_MEMORY_BYTES: usize = 256 << 20;
+/// Log output of a job guest, in bytes per second (a token bucket whose
+/// burst is [`DEFAULT_GUEST_LOG_BYTES_PER_CALL`]).
+pub const DEFAULT_JOB_LOG_BYTES_PER_SEC: usize = 64 * 1024;
+/// Most documents in one `publish-committed` call of a job, in messages.
+pub const DEFAULT_JOB_PUBLISH_BATCH: usize = 10_000;
+/// Envelopes a job's journal reader buffers ahead of the guest, in envelopes.
+pub const DEFAULT_JOB_READER_BUFFER: usize = 1024;
+
 // --- broker ---
 
 /// Largest single append, in bytes (128 MiB: above the store's 64 MiB
