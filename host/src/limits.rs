@@ -41,6 +41,19 @@ pub const DEFAULT_STORE_HANDOFF_ATTEMPTS: u32 = 16;
 /// milliseconds.
 pub const DEFAULT_STORE_RETRY_BACKOFF_MS: u64 = 100;
 
+// --- message ---
+
+/// Largest document (bytes, before framing) a publisher accepts, and so the
+/// longest line (bytes, without its newline) readers accept.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Most bytes a publisher sends in one append; a larger backlog is split at
+/// message boundaries.
+pub const DEFAULT_PUBLISH_APPEND_BYTES: usize = 16 << 20;
+/// First back-off (milliseconds) after a transient append failure; doubles per retry.
+pub const DEFAULT_PUBLISH_RETRY_BACKOFF_MS: u64 = 50;
+/// Back-off cap (milliseconds) between append retries (Gazette's 5 s).
+pub const DEFAULT_PUBLISH_RETRY_BACKOFF_MAX_MS: u64 = 5_000;
+
 // --- runtime ---
 
 /// Wall-clock deadline of one guest call (`consume-message`,
