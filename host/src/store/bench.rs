@@ -119,7 +119,9 @@ pub async fn run(
         config.clone(),
     )
     .await?;
-    let mut commit_latency = Histogram::<u64>::new(3).map_err(|err| failed(err.to_string()))?;
+    // Microseconds, up to a minute (`saturating_record` clamps above it).
+    let mut commit_latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .map_err(|err| failed(err.to_string()))?;
     let started = Instant::now();
     for txn in 0..params.commits {
         let mut writes = WriteSet::new();

@@ -7,16 +7,24 @@
 //!   the last applied commit.
 //!
 //! Every change to `data` is written in the same RocksDB `WriteBatch` as the
-//! new position and checkpoint, so after any crash the directory is a prefix
-//! of the log: replaying from its position makes it whole. Writes go to
-//! RocksDB's WAL without fsync: the recovery log, not this directory, is the
-//! durable copy, and RocksDB recovers a consistent prefix of its WAL.
+//! new position and checkpoint, so the directory is always a prefix of the
+//! log: replaying from its position makes it whole.
+//!
+//! RocksDB's own write-ahead log is **disabled**: the recovery log already is
+//! one. Writes land in memtables, and memtables of both column families are
+//! flushed together (`atomic_flush`), so what reaches disk is always a
+//! consistent prefix, whatever the crash. A crash loses at most the unflushed
+//! memtables, which the next open replays from the recovery log; a clean
+//! close (or [`LocalDb::flush`]) persists everything, so an up-to-date
+//! directory reopens without replay and without a WAL to re-read.
 //!
 //! Every method blocks; callers run them on blocking threads.
 
 use std::path::Path;
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, FlushOptions, Options, WriteBatch, WriteOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
@@ -63,6 +71,9 @@ impl LocalDb {
         options.create_missing_column_families(true);
         // Keep the manifest small, as Gazette does: it is rewritten often.
         options.set_max_manifest_file_size(128 * 1024);
+        // Without a WAL, only flushing both column families at once keeps
+        // data and position consistent on disk.
+        options.set_atomic_flush(true);
         let data_options = Options::default();
         let descriptors = vec![
             ColumnFamilyDescriptor::new(META_CF, Options::default()),
@@ -167,12 +178,27 @@ impl LocalDb {
         Ok(())
     }
 
-    /// Writes `batch` atomically.
+    /// Writes `batch` atomically (to memtables; see the module docs).
     pub fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.db.write(batch).map_err(|source| StoreError::Local {
-            context: "applying a batch",
-            source,
-        })
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(|source| StoreError::Local {
+                context: "applying a batch",
+                source,
+            })
+    }
+
+    /// Persists every memtable (both column families, atomically).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let cfs = [self.meta_cf()?, self.data_cf()?];
+        self.db
+            .flush_cfs_opt(&cfs, &FlushOptions::default())
+            .map_err(|source| StoreError::Local {
+                context: "flushing",
+                source,
+            })
     }
 
     /// Writes a consistent copy of the whole store (data and position) to

@@ -304,6 +304,21 @@ impl ShardStore {
         }
     }
 
+    /// Persists the local store and closes it on a blocking thread. (Dropping
+    /// a `ShardStore` also persists it, but on the dropping thread.) Open
+    /// [`TxnOverlay`]s keep the database open until they are dropped.
+    pub async fn close(self) -> Result<(), StoreError> {
+        let ShardStore { db, replayer, .. } = self;
+        drop(replayer);
+        tokio::task::spawn_blocking(move || {
+            let flushed = db.flush();
+            drop(db);
+            flushed
+        })
+        .await
+        .map_err(join_error)?
+    }
+
     /// Writes a consistent copy of the local store to `dest` (which must not
     /// exist). A store opened from the copy replays only the log written
     /// after it: this bounds the replay of a new replica.
@@ -502,7 +517,7 @@ mod test {
         .await
         .expect("commit");
         let head = store.position().expect("position").offset;
-        drop(store);
+        store.close().await.expect("close");
 
         let (store, restored) = open(&client, dir.path(), StoreConfig::default())
             .await

@@ -157,9 +157,16 @@ impl Standby {
         .await
     }
 
-    /// Stops tailing and closes the local store.
+    /// Stops tailing, persists the local store and closes it.
     pub async fn close(mut self) -> Result<(), StoreError> {
-        self.halt().await.map(drop)
+        let replayer = self.halt().await?;
+        tokio::task::spawn_blocking(move || {
+            let flushed = replayer.db.flush();
+            drop(replayer);
+            flushed
+        })
+        .await
+        .map_err(join_error)?
     }
 
     async fn halt(&mut self) -> Result<Replayer, StoreError> {
@@ -409,6 +416,37 @@ mod test {
         assert_eq!(restored, checkpoint_at(7));
         assert_eq!(b.recovery().started_at, standby_offset);
         assert_eq!(b.recovery().replayed.commits, 1);
+        assert_eq!(contents(&b), contents(&a));
+    }
+
+    #[tokio::test]
+    async fn a_standby_promoted_during_backfill_stops_it_and_still_reads_through_to_the_head() {
+        let client = MemoryJournals::new(&[LOG], 16);
+        let (dir_a, dir_s) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let mut a = primary(&client, dir_a.path()).await;
+        for n in 0..20 {
+            let key = format!("k{n}");
+            commit(&mut a, &[(&key, Some("v"))], &checkpoint_at(n))
+                .await
+                .expect("commit");
+        }
+        client.pause_reads();
+        let standby = Standby::start(client.clone(), LOG, dir_s.path(), StoreConfig::default())
+            .await
+            .expect("start standby");
+        assert!(matches!(
+            standby.progress().phase,
+            StandbyPhase::Backfilling { .. }
+        ));
+        // `promote` signals the stop before the reads resume, so the
+        // backfill ends with nothing applied and promotion does the reading.
+        let (promoted, ()) = tokio::join!(standby.promote(), async { client.resume_reads() });
+        let (b, restored) = promoted.expect("promote");
+        assert_eq!(b.recovery().started_at, 0);
+        assert_eq!(restored, checkpoint_at(19));
         assert_eq!(contents(&b), contents(&a));
     }
 

@@ -4,8 +4,9 @@
 //! checked and updated with an append (an empty register set matches any
 //! check), `expect_offset`, zero-byte barriers, and reads that block at the
 //! write head. Two knobs make tests sharper: reads deliver content in chunks
-//! of `chunk_size` bytes (so records straddle chunks), and the next append can
-//! be made to land and still report failure (an append of unknown outcome).
+//! of `chunk_size` bytes (so records straddle chunks), the next append can
+//! be made to land and still report failure (an append of unknown outcome),
+//! and reads can be paused (to catch a reader mid-way).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +34,7 @@ pub(crate) struct MemoryJournals {
     journals: Arc<Mutex<HashMap<String, Journal>>>,
     chunk_size: AtomicUsize,
     land_then_fail: AtomicBool,
+    reads_paused: watch::Sender<bool>,
 }
 
 impl MemoryJournals {
@@ -43,6 +45,7 @@ impl MemoryJournals {
             journals: Arc::new(Mutex::new(HashMap::new())),
             chunk_size: AtomicUsize::new(chunk_size),
             land_then_fail: AtomicBool::new(false),
+            reads_paused: watch::channel(false).0,
         };
         for name in journals {
             client.create(name);
@@ -67,6 +70,17 @@ impl MemoryJournals {
     /// Makes the next non-empty append land, then report `Unavailable`.
     pub fn land_next_append_then_fail(&self) {
         self.land_then_fail.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes every read wait before delivering its next chunk, until
+    /// [`resume_reads`](Self::resume_reads).
+    pub fn pause_reads(&self) {
+        self.reads_paused.send_replace(true);
+    }
+
+    /// Lets paused reads go on.
+    pub fn resume_reads(&self) {
+        self.reads_paused.send_replace(false);
     }
 
     /// The registers of `journal`.
@@ -184,6 +198,7 @@ impl JournalClient for MemoryJournals {
             end: request.end_offset,
             head: journal.head.subscribe(),
             chunk_size: self.chunk_size.load(Ordering::SeqCst).max(1),
+            paused: self.reads_paused.subscribe(),
         }))
     }
 }
@@ -204,11 +219,16 @@ struct MemoryRead {
     end: i64,
     head: watch::Receiver<i64>,
     chunk_size: usize,
+    paused: watch::Receiver<bool>,
 }
 
 #[async_trait]
 impl ReadStream for MemoryRead {
     async fn next(&mut self) -> Result<Option<ReadChunk>, BrokerError> {
+        self.paused
+            .wait_for(|paused| !*paused)
+            .await
+            .map_err(|_| BrokerError::Unavailable("client dropped".into()))?;
         loop {
             if self.end > 0 && self.offset >= self.end {
                 return Ok(None);
