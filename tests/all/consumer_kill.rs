@@ -14,12 +14,17 @@ use weir::broker::protocol::JournalClient;
 
 const INPUT: &str = "test/input/part-000";
 const OUTPUT: &str = "test/output/counts";
-const MESSAGES: u64 = 3000;
+const MESSAGES: u64 = 50_000;
 const KILLS: usize = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_consumer_processes_lose_and_repeat_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
+    // Set WEIR_TEST_KEEP to keep the data directory for a post-mortem.
+    if std::env::var_os("WEIR_TEST_KEEP").is_some() {
+        eprintln!("keeping {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
     let head = {
         let broker = open_broker(&dir.path().join("broker")).await.unwrap();
         let client: Arc<dyn JournalClient> = Arc::new(broker.clone());
@@ -41,7 +46,7 @@ async fn sigkilled_consumer_processes_lose_and_repeat_nothing() {
     };
     let pauses: Vec<u64> = {
         let mut rng = rand::rng();
-        (0..KILLS).map(|_| rng.random_range(30..400)).collect()
+        (0..KILLS).map(|_| rng.random_range(5..60)).collect()
     };
     let mut killed_before_done = 0;
     for pause in pauses {
@@ -53,9 +58,11 @@ async fn sigkilled_consumer_processes_lose_and_repeat_nothing() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
+    let started = std::time::Instant::now();
     let status = spawn().wait().unwrap();
+    eprintln!("final run took {:?}; {killed_before_done} of {KILLS} kills hit a running consumer", started.elapsed());
     assert!(status.success(), "the final run finishes: {status}");
-    assert!(killed_before_done > 0, "at least one kill hit a running consumer");
+    assert!(killed_before_done >= KILLS / 2, "most kills hit a running consumer");
 
     let broker = open_broker(&dir.path().join("broker")).await.unwrap();
     let client: Arc<dyn JournalClient> = Arc::new(broker.clone());

@@ -33,5 +33,8 @@ pub use application::{
 };
 pub use checkpoint::{Checkpoint, ProducerState, SourceCheckpoint};
 pub use fault::{FaultAction, FaultHook, FaultPoint};
-pub use shard::{AppFactory, ShardConfig, ShardError, ShardHandle, ShardProgress, ShardStatus, spawn_shard};
+pub use shard::{
+    AppFactory, ShardConfig, ShardError, ShardHandle, ShardProgress, ShardStatus, spawn_shard,
+    spawn_shard_from_standby,
+};
 pub use spec::{ShardSpec, Source, SpecError};

@@ -138,6 +138,13 @@ pub enum ShardStatus {
         /// The last error.
         error: String,
     },
+    /// Another primary took over the recovery log and fenced this one; it
+    /// stepped down without retrying, since retrying would fence the new
+    /// primary in turn (the assignment has moved; FAILED, 400, with the reason).
+    Fenced {
+        /// The store's report.
+        error: String,
+    },
     /// Stopped on request (IDLE, 0).
     Stopped,
 }
@@ -188,7 +195,7 @@ impl ShardHandle {
                 return Ok(());
             }
             let current = status.borrow().clone();
-            if matches!(current, ShardStatus::Failed { .. } | ShardStatus::Stopped) {
+            if matches!(current, ShardStatus::Failed { .. } | ShardStatus::Fenced { .. } | ShardStatus::Stopped) {
                 return Err(current);
             }
             tokio::select! {
@@ -293,6 +300,11 @@ async fn supervise(
         match result {
             Ok(TermEnd::Stopped) => {
                 let _ = status.send(ShardStatus::Stopped);
+                return;
+            }
+            Err(ShardError::Store(err @ StoreError::Fenced { .. })) => {
+                tracing::warn!(shard = %spec.id, error = %err, "shard fenced; stepping down");
+                let _ = status.send(ShardStatus::Fenced { error: err.to_string() });
                 return;
             }
             Err(err) => {

@@ -254,15 +254,20 @@ pub(crate) async fn run_primary(
                 || now < min_until
                 || (!spec.disable_wait_for_ack && reading && reader.has_pending());
             if !blocks {
+                // Poll only while reading: an envelope taken from the reader
+                // has advanced the sequencer, so dropping it would lose it.
+                if !reading {
+                    break;
+                }
                 match reader.next().now_or_never() {
-                    Some(env) if reading => {
+                    Some(env) => {
                         let env = env.map_err(ShardError::Read)?;
                         if !env.is_ack() {
                             batch.push(env);
                         }
                         continue;
                     }
-                    _ => break,
+                    None => break,
                 }
             }
             let wake = if now < min_until { min_until } else { max_until };

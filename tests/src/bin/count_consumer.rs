@@ -33,7 +33,9 @@ async fn main() -> Result<()> {
     let mut config = ShardConfig::new(dir.join("shards"));
     config.max_failures = 1000;
     config.backoff = Duration::from_millis(1);
-    let spec = counting_spec("count-000", input, Duration::from_millis(20));
+    // Small transactions, so that kills land in every phase of many of them.
+    config.consume_batch = 16;
+    let spec = counting_spec("count-000", input, Duration::from_millis(2));
     let shard = spawn_shard(spec, client, app, config, Arc::new(AtomicClock::now()));
     if let Err(status) = shard.wait_read_through(input, head).await {
         bail!("shard ended: {status:?}");
