@@ -19,6 +19,10 @@ pub const DEFAULT_SHARD_RETRY_BACKOFF_MAX_MS: u64 = 30_000;
 pub const DEFAULT_SHARD_MAX_FAILURES: u32 = 5;
 /// Producers idle longer than this are pruned from checkpoints (Gazette: 24 h).
 pub const DEFAULT_PRODUCER_PRUNE_HORIZON_SECS: u64 = 24 * 3600;
+/// Most messages one transaction may publish.
+pub const DEFAULT_MAX_TXN_MESSAGES: usize = 100_000;
+/// Most document bytes one transaction may publish.
+pub const DEFAULT_MAX_TXN_BYTES: usize = 64 << 20;
 
 // --- store ---
 
