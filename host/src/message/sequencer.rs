@@ -1437,7 +1437,7 @@ mod test {
             order in proptest::collection::vec(0usize..6, 1..40),
             read_order in proptest::collection::vec(0usize..2, 1..10),
             ring in 1usize..10,
-            crashes in proptest::collection::vec(0usize..200, 0..4),
+            crashes in proptest::collection::vec(0usize..100, 0..5),
         ) {
             let journals = build(&scripts, &order);
             let expected: Vec<Vec<(i64, u64)>> = journals.iter().map(model).collect();
