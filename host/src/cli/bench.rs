@@ -3,11 +3,11 @@
 
 use clap::{Args, Subcommand};
 
-use super::{bench_journals::BenchJournals, bench_sequencer::BenchSequencer};
+use super::{bench_journals::BenchJournals, bench_sequencer::BenchSequencer, bench_store::BenchStore};
 
 /// Measure the host's hot paths.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  weir bench journals\n  weir bench sequencer")]
+#[command(after_help = "Examples:\n  weir bench journals\n  weir bench sequencer\n  weir bench store")]
 pub struct BenchCommand {
     #[command(subcommand)]
     which: Which,
@@ -19,6 +19,8 @@ enum Which {
     Journals(BenchJournals),
     /// Sequencer and framing throughput.
     Sequencer(BenchSequencer),
+    /// Store commits, cold log replay and standby takeover.
+    Store(BenchStore),
 }
 
 impl BenchCommand {
@@ -27,6 +29,7 @@ impl BenchCommand {
         match self.which {
             Which::Journals(cmd) => cmd.execute().await,
             Which::Sequencer(cmd) => cmd.execute().await,
+            Which::Store(cmd) => cmd.execute().await,
         }
     }
 }

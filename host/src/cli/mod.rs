@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod bench_journals;
 pub mod bench_sequencer;
+pub mod bench_store;
 pub mod journals;
+pub mod stream_sum;
 
 /// weir: a stream-processing host with consumer logic in WebAssembly.
 #[derive(Debug, Parser)]
@@ -22,6 +24,8 @@ pub struct Cli {
 enum Command {
     /// Create, list, append to and read journals.
     Journals(journals::JournalsCommand),
+    /// Run Gazette's stream-sum (chunker + summers) on an embedded host.
+    StreamSum(stream_sum::StreamSumCommand),
     /// Measure the host's hot paths.
     Bench(bench::BenchCommand),
 }
@@ -40,6 +44,7 @@ impl Cli {
         let result = runtime.block_on(async move {
             match self.command {
                 Command::Journals(cmd) => cmd.execute().await,
+                Command::StreamSum(cmd) => cmd.execute().await,
                 Command::Bench(cmd) => cmd.execute().await,
             }
         });

@@ -1,0 +1,299 @@
+//! `weir stream-sum`: Gazette's stream-sum acceptance test as one process —
+//! an embedded broker, one summer shard per chunk partition running the
+//! summer component, and the chunker component as a job that publishes
+//! streams of chunks and verifies every sum.
+//!
+//! Journals and shards are created if missing, so running it again on the
+//! same `--data-dir` continues where the last run left off: shards recover
+//! from their recovery logs and the new run's streams are verified.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::broker::protocol::{JournalChange, JournalClient};
+use crate::broker::spec::{JournalSpec, LabelSet};
+use crate::broker::{Broker, BrokerConfig};
+use crate::consumer::{
+    AppFactory, ShardConfig, ShardHandle, ShardSpec, ShardStatus, Source, spawn_shard,
+};
+use crate::message::AtomicClock;
+use crate::runtime::{ChunkerConfig, ChunkerReport, GuestLimits, JobLimits, Runtime, RuntimeConfig, guests};
+
+/// Gazette's stream-sum journal and shard names.
+pub mod names {
+    /// Prefix of the chunk partitions (`{CHUNKS}/part-NNN`).
+    pub const CHUNKS: &str = "examples/stream-sum/chunks";
+    /// The sums journal.
+    pub const SUMS: &str = "examples/stream-sum/sums";
+    /// Prefix of the summer shards' recovery logs.
+    pub const RECOVERY_LOGS: &str = "examples/stream-sum/recovery-logs";
+    /// Message-type label of chunk partitions.
+    pub const CHUNK_TYPE: &str = "stream_sum.Chunk";
+    /// Message-type label of the sums journal.
+    pub const SUM_TYPE: &str = "stream_sum.Sum";
+    /// The message-type label name.
+    pub const MESSAGE_TYPE: &str = "app.gazette.dev/message-type";
+    /// The content-type label name.
+    pub const CONTENT_TYPE: &str = "content-type";
+    /// JSON lines.
+    pub const NDJSON: &str = "application/x-ndjson";
+    /// Content type of recovery logs.
+    pub const RECOVERY_LOG: &str = "application/x-weir-recoverylog";
+}
+
+/// Run stream-sum on an embedded host.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    weir stream-sum                                  # defaults: 8 partitions, 4 workers\n  \
+    weir stream-sum --streams 200 --chunks 100\n  \
+    weir stream-sum --data-dir /tmp/ss               # run again to continue on the same data\n  \
+    weir stream-sum --streams -1                     # until interrupted (Ctrl-C)")]
+pub struct StreamSumCommand {
+    /// Chunk partitions (and summer shards).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    partitions: u32,
+    /// Streams per chunker worker; negative runs until interrupted.
+    #[arg(long, default_value_t = 100, allow_hyphen_values = true)]
+    streams: i64,
+    /// Data chunks per stream (each stream also has an empty final chunk).
+    #[arg(long, default_value_t = 30)]
+    chunks: u32,
+    /// Concurrent chunker workers.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    workers: u32,
+    /// Data directory (default: a temporary directory removed at exit).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Summer component (default: the built-in guest-summer).
+    #[arg(long)]
+    summer: Option<PathBuf>,
+    /// Chunker component (default: the built-in guest-chunker).
+    #[arg(long)]
+    chunker: Option<PathBuf>,
+    /// Seed of the chunker's random streams (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl StreamSumCommand {
+    /// Runs stream-sum and prints its summary; fails unless every stream verified.
+    pub async fn execute(self) -> Result<()> {
+        let temp;
+        let data_dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                temp = tempfile::tempdir().context("creating a temporary data directory")?;
+                temp.path().to_path_buf()
+            }
+        };
+        let summer_wasm = read_component(self.summer.as_deref(), guests::SUMMER_WASM)?;
+        let chunker_wasm = read_component(self.chunker.as_deref(), guests::CHUNKER_WASM)?;
+
+        let broker = Broker::open(data_dir.join("broker"), BrokerConfig::default())
+            .await
+            .context("opening the journal broker")?;
+        let client: Arc<dyn JournalClient> = Arc::new(broker.clone());
+        let specs = setup_journals(client.as_ref(), self.partitions).await?;
+
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(data_dir.join("module-cache")),
+            ..RuntimeConfig::default()
+        })
+        .context("starting the wasm runtime")?;
+        let summer = Arc::new(runtime.consumer_module(&summer_wasm).context("loading the summer")?);
+        let chunker = runtime.chunker_module(&chunker_wasm).context("loading the chunker")?;
+
+        let clock = Arc::new(AtomicClock::now());
+        let mut shards = Vec::new();
+        for spec in specs {
+            let module = summer.clone();
+            let id = spec.id.clone();
+            let app: AppFactory = Arc::new(move || {
+                let app = module
+                    .application(&id, GuestLimits::default())
+                    .map_err(|err| crate::consumer::AppError::Crashed(err.to_string()))?;
+                Ok(Box::new(app) as _)
+            });
+            let mut config = ShardConfig::new(data_dir.join("shards"));
+            config.module_digest = summer.digest().to_string();
+            shards.push(spawn_shard(spec, client.clone(), app, config, clock.clone()));
+        }
+
+        let started = Instant::now();
+        println!(
+            "stream-sum: {} partitions, {} workers × {} streams × {} chunks; summer {}, data in {}",
+            self.partitions,
+            self.workers,
+            if self.streams < 0 { "∞".to_string() } else { self.streams.to_string() },
+            self.chunks,
+            summer.digest().short(),
+            data_dir.display(),
+        );
+        let job = chunker.spawn(
+            client.clone(),
+            tokio::runtime::Handle::current(),
+            ChunkerConfig {
+                streams: self.streams,
+                chunks: self.chunks,
+                workers: self.workers,
+                seed: self.seed,
+                timeout: None,
+            },
+            JobLimits::default(),
+        )?;
+        let cancel = job.cancel_token();
+        let mut ticker = tokio::time::interval(Duration::from_secs(2));
+        ticker.tick().await;
+        let mut job = std::pin::pin!(job.wait());
+        let mut interrupted = false;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut job => break outcome,
+                _ = ticker.tick() => {
+                    print_progress(started, &broker, &shards);
+                    if let Some(failed) = failed_shard(&shards) {
+                        eprintln!("stream-sum: {failed}; stopping the chunker");
+                        cancel.cancel();
+                    }
+                }
+                _ = tokio::signal::ctrl_c(), if !interrupted => {
+                    eprintln!("stream-sum: interrupted; stopping");
+                    interrupted = true;
+                    cancel.cancel();
+                }
+            }
+        };
+        let failed = failed_shard(&shards);
+        for shard in shards {
+            shard.stop().await;
+        }
+        broker.shutdown().await;
+
+        let elapsed = started.elapsed();
+        match outcome {
+            Ok(report) => {
+                print_summary(&report, elapsed);
+                if let Some(failed) = failed {
+                    bail!("{failed}");
+                }
+                Ok(())
+            }
+            Err(err) if interrupted => {
+                println!("stream-sum: interrupted after {:.1} s: {err}", elapsed.as_secs_f64());
+                Ok(())
+            }
+            Err(err) => match failed {
+                Some(failed) => bail!("{failed} (chunker: {err})"),
+                None => Err(err).context("the chunker failed"),
+            },
+        }
+    }
+}
+
+fn read_component(path: Option<&Path>, builtin: &[u8]) -> Result<Vec<u8>> {
+    match path {
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("reading component {}", path.display()))
+        }
+        None => Ok(builtin.to_vec()),
+    }
+}
+
+/// Creates the chunk partitions, the sums journal and the recovery logs if
+/// missing, and returns the summer shard specs.
+pub async fn setup_journals(client: &dyn JournalClient, partitions: u32) -> Result<Vec<ShardSpec>> {
+    use names::*;
+    let labels = |pairs: &[(&str, &str)]| {
+        let mut set = LabelSet::new();
+        for (name, value) in pairs {
+            set.insert(*name, *value);
+        }
+        set
+    };
+    let mut changes = vec![JournalChange::Upsert(
+        JournalSpec::new(SUMS).with_labels(labels(&[(CONTENT_TYPE, NDJSON), (MESSAGE_TYPE, SUM_TYPE)])),
+    )];
+    let mut specs = Vec::new();
+    for index in 0..partitions {
+        let partition = format!("{CHUNKS}/part-{index:03}");
+        let id = format!("chunks-part-{index:03}");
+        changes.push(JournalChange::Upsert(
+            JournalSpec::new(&partition)
+                .with_labels(labels(&[(CONTENT_TYPE, NDJSON), (MESSAGE_TYPE, CHUNK_TYPE)])),
+        ));
+        changes.push(JournalChange::Upsert(
+            JournalSpec::new(format!("{RECOVERY_LOGS}/{id}"))
+                .with_labels(labels(&[(CONTENT_TYPE, RECOVERY_LOG)])),
+        ));
+        let spec = ShardSpec {
+            id,
+            sources: vec![Source { journal: partition, min_offset: 0 }],
+            recovery_log_prefix: RECOVERY_LOGS.into(),
+            max_txn_duration: Duration::from_secs(1),
+            min_txn_duration: Duration::ZERO,
+            disable: false,
+            hot_standbys: 0,
+            disable_wait_for_ack: false,
+            ring_buffer_size: 0,
+            read_channel_size: 0,
+        };
+        spec.validate()?;
+        specs.push(spec);
+    }
+    client.apply(changes).await.context("creating the stream-sum journals")?;
+    Ok(specs)
+}
+
+fn failed_shard(shards: &[ShardHandle]) -> Option<String> {
+    shards.iter().find_map(|shard| match shard.status() {
+        ShardStatus::Failed { error } => Some(format!("shard {} FAILED: {error}", shard.spec.id)),
+        _ => None,
+    })
+}
+
+fn print_summary(report: &ChunkerReport, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    println!("stream-sum: every stream verified in {secs:.1} s");
+    println!("  streams verified   {}", report.streams_verified);
+    println!(
+        "  chunks published   {} ({:.0} chunks/s)",
+        report.chunks_published,
+        report.chunks_published as f64 / secs.max(1e-9)
+    );
+    println!("  sums read          {} ({} of other runs)", report.sums_read, report.foreign_sums);
+    println!(
+        "  latency, final chunk to verified sum: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+        report.latency_p50.as_secs_f64() * 1e3,
+        report.latency_p99.as_secs_f64() * 1e3,
+        report.latency_max.as_secs_f64() * 1e3,
+        report.latency_samples,
+    );
+}
+
+fn print_progress(started: Instant, broker: &Broker, shards: &[ShardHandle]) {
+    let txns: u64 = shards.iter().map(|s| s.watch_progress().borrow().committed_txns).sum();
+    let chunks_bytes: i64 = shards
+        .iter()
+        .filter_map(|s| s.spec.sources.first())
+        .filter_map(|source| broker.write_head(&source.journal).ok())
+        .sum();
+    let sums_bytes = broker.write_head(names::SUMS).unwrap_or(0);
+    let job = format!(
+        "chunks {:.1} MB, sums {:.1} KB,",
+        chunks_bytes as f64 / 1e6,
+        sums_bytes as f64 / 1e3
+    );
+    let retrying = shards
+        .iter()
+        .filter(|s| matches!(s.status(), ShardStatus::Retrying { .. }))
+        .count();
+    println!(
+        "  {:>6.1} s  {job}  summer transactions {txns}{}",
+        started.elapsed().as_secs_f64(),
+        if retrying > 0 { format!(", {retrying} shards retrying") } else { String::new() },
+    );
+}
