@@ -20,13 +20,17 @@ use weir::store::StoreConfig;
 
 const INPUT: &str = "test/input/part-000";
 const OUTPUT: &str = "test/output/counts";
-const MESSAGES: u64 = 400;
-const CRASHES: u32 = 6;
+const MESSAGES: u64 = 800;
+const CRASHES: u32 = 4;
+const TAIL: u64 = 10;
 
 fn spec() -> ShardSpec {
     ShardSpec {
         id: "count-000".into(),
-        sources: vec![Source { journal: INPUT.into(), min_offset: 0 }],
+        sources: vec![Source {
+            journal: INPUT.into(),
+            min_offset: 0,
+        }],
         recovery_log_prefix: "test/recovery".into(),
         max_txn_duration: Duration::from_millis(50),
         min_txn_duration: Duration::ZERO,
@@ -65,12 +69,15 @@ enum Where {
 }
 
 async fn run_scenario(at: Where) {
+    integration_tests::init_logging();
     let dir = tempfile::tempdir().unwrap();
     let broker = open_broker(&dir.path().join("broker")).await.unwrap();
     let client: Arc<dyn JournalClient> = Arc::new(broker.clone());
     create_journal(client.as_ref(), INPUT, &[]).await.unwrap();
     create_journal(client.as_ref(), OUTPUT, &[]).await.unwrap();
-    create_journal(client.as_ref(), &spec().recovery_log(), &[]).await.unwrap();
+    create_journal(client.as_ref(), &spec().recovery_log(), &[])
+        .await
+        .unwrap();
 
     // Input arrives in bursts while the shard runs (so there are many
     // transactions to crash in), then a duplicate of the first half of the
@@ -83,17 +90,41 @@ async fn run_scenario(at: Where) {
             let producer = Publisher::new(client.clone(), clock, tokio::runtime::Handle::current());
             for burst in 0..MESSAGES / 10 {
                 for n in burst * 10..burst * 10 + 10 {
-                    producer.publish_committed(INPUT, format!(r#"{{"n":{n}}}"#).as_bytes()).unwrap();
+                    producer
+                        .publish_committed(INPUT, format!(r#"{{"n":{n}}}"#).as_bytes())
+                        .unwrap();
                 }
                 producer.flush().await.unwrap();
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            let bytes = integration_tests::read_all(client.as_ref(), INPUT).await.unwrap();
-            let half = bytes[..bytes.len() / 2].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+            let bytes = integration_tests::read_all(client.as_ref(), INPUT)
+                .await
+                .unwrap();
+            let half = bytes[..bytes.len() / 2]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .unwrap()
+                + 1;
             client
                 .append(AppendRequest {
                     journal: INPUT.into(),
                     content: bytes::Bytes::copy_from_slice(&bytes[..half]),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            // Fresh messages after the duplicates, so that reading through
+            // the head needs a committed transaction past them (a run of
+            // duplicates alone commits nothing: idle shards write nothing).
+            for n in MESSAGES..MESSAGES + TAIL {
+                producer
+                    .publish_committed(INPUT, format!(r#"{{"n":{n}}}"#).as_bytes())
+                    .unwrap();
+            }
+            producer.flush().await.unwrap();
+            client
+                .append(AppendRequest {
+                    journal: INPUT.into(),
                     ..Default::default()
                 })
                 .await
@@ -110,13 +141,17 @@ async fn run_scenario(at: Where) {
     config.backoff_max = Duration::from_millis(5);
     match at {
         Where::Shard(point) => {
-            let crash = crash_at(point, 3, CRASHES, fired.clone());
+            let crash = crash_at(point, 2, CRASHES, fired.clone());
             config.faults = Some(Arc::new(move |p| {
-                if crash(p) { FaultAction::Crash } else { FaultAction::Continue }
+                if crash(p) {
+                    FaultAction::Crash
+                } else {
+                    FaultAction::Continue
+                }
             }));
         }
         Where::Store(point) => {
-            let crash = crash_at(point, 3, CRASHES, fired.clone());
+            let crash = crash_at(point, 2, CRASHES, fired.clone());
             let mut store = StoreConfig::default();
             store.fault_hook = Some(Arc::new(move |p| {
                 if crash(p) {
@@ -129,19 +164,40 @@ async fn run_scenario(at: Where) {
         }
     }
     let output: Arc<str> = Arc::from(OUTPUT);
-    let app: AppFactory = Arc::new(move || Ok(Box::new(CountingApp { output: output.clone() }) as _));
+    let app: AppFactory = Arc::new(move || {
+        Ok(Box::new(CountingApp {
+            output: output.clone(),
+        }) as _)
+    });
     let shard = spawn_shard(spec(), client.clone(), app, config, clock.clone());
     let head = input.await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), shard.wait_read_through(INPUT, head))
-        .await
-        .expect("the shard reads through its input within 60 s")
-        .expect("the shard keeps running");
-    assert!(matches!(shard.status(), ShardStatus::Primary | ShardStatus::Retrying { .. }));
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        shard.wait_read_through(INPUT, head),
+    )
+    .await
+    .expect("the shard reads through its input within 60 s")
+    .expect("the shard keeps running");
+    assert!(matches!(
+        shard.status(),
+        ShardStatus::Primary | ShardStatus::Retrying { .. }
+    ));
     shard.stop().await;
-    assert_eq!(fired.load(Ordering::SeqCst), CRASHES, "every planned crash happened");
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        CRASHES,
+        "every planned crash happened"
+    );
 
     drop(broker);
-    integration_tests::verify_counts(client, &dir.path().join("shards").join("count-000"), &spec().recovery_log(), OUTPUT, MESSAGES).await;
+    integration_tests::verify_counts(
+        client,
+        &dir.path().join("shards").join("count-000"),
+        &spec().recovery_log(),
+        OUTPUT,
+        MESSAGES + TAIL,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,25 +16,39 @@ pub const NDJSON: &str = "application/x-ndjson";
 
 /// Opens an embedded broker on `dir`.
 pub async fn open_broker(dir: &std::path::Path) -> Result<Broker> {
-    Broker::open(dir, BrokerConfig::default()).await.context("opening the broker")
+    Broker::open(dir, BrokerConfig::default())
+        .await
+        .context("opening the broker")
 }
 
 /// Creates (or updates) an ndjson journal.
-pub async fn create_journal(client: &dyn JournalClient, name: &str, labels: &[(&str, &str)]) -> Result<()> {
+pub async fn create_journal(
+    client: &dyn JournalClient,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Result<()> {
     let mut set = LabelSet::default();
     set.insert("content-type", NDJSON);
     for (k, v) in labels {
         set.insert(k, v);
     }
     let spec = JournalSpec::new(name).with_labels(set);
-    client.apply(vec![JournalChange::Upsert(spec)]).await.context("creating a journal")?;
+    client
+        .apply(vec![JournalChange::Upsert(spec)])
+        .await
+        .context("creating a journal")?;
     Ok(())
 }
 
 /// Reads all committed bytes of `journal` (non-blocking, to the head).
 pub async fn read_all(client: &dyn JournalClient, journal: &str) -> Result<Vec<u8>> {
     let mut stream = client
-        .read(ReadRequest { journal: journal.into(), offset: 0, block: false, end_offset: 0 })
+        .read(ReadRequest {
+            journal: journal.into(),
+            offset: 0,
+            block: false,
+            end_offset: 0,
+        })
         .await?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await? {
@@ -53,13 +67,23 @@ pub struct CountingApp {
 }
 
 impl Application for CountingApp {
-    fn consume_message(&mut self, txn: &mut TxnContext<'_>, envelope: &Envelope) -> Result<(), AppError> {
+    fn consume_message(
+        &mut self,
+        txn: &mut TxnContext<'_>,
+        envelope: &Envelope,
+    ) -> Result<(), AppError> {
         let doc: serde_json::Value = serde_json::from_slice(&envelope.doc)
             .map_err(|err| AppError::Rejected(format!("not JSON: {err}")))?;
-        let n = doc["n"].as_u64().ok_or_else(|| AppError::Rejected("no n".into()))?;
+        let n = doc["n"]
+            .as_u64()
+            .ok_or_else(|| AppError::Rejected("no n".into()))?;
         let key = format!("n/{n:08}");
         let count = match txn.store.get(key.as_bytes())? {
-            Some(bytes) => u64::from_le_bytes(bytes.try_into().map_err(|_| AppError::Rejected("bad count".into()))?),
+            Some(bytes) => u64::from_le_bytes(
+                bytes
+                    .try_into()
+                    .map_err(|_| AppError::Rejected("bad count".into()))?,
+            ),
             None => 0,
         } + 1;
         txn.store.put(key.as_bytes(), &count.to_le_bytes())?;
@@ -91,23 +115,39 @@ pub async fn verify_counts(
     use weir::store::{ShardStore, StoreConfig};
 
     let barrier = client
-        .append(weir::broker::protocol::AppendRequest { journal: output.into(), ..Default::default() })
+        .append(weir::broker::protocol::AppendRequest {
+            journal: output.into(),
+            ..Default::default()
+        })
         .await
         .expect("a write barrier on the output");
-    let mut reader =
-        ReadCommitted::new(client.clone(), vec![(output.to_string(), 0)], &BTreeMap::new(), 1024, 1024)
-            .expect("a reader of the output");
+    let mut reader = ReadCommitted::new(
+        client.clone(),
+        vec![(output.to_string(), 0)],
+        &BTreeMap::new(),
+        1024,
+        1024,
+    )
+    .expect("a reader of the output");
     // Read until the reader has read through the barrier. Its read-through
     // offset passes a committed message only once it was delivered, while a
     // dead primary's never-acknowledged tail is skipped, not waited for.
     let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let through = reader.checkpoint(Duration::from_secs(86_400)).sources.get(output).map_or(0, |s| s.read_through);
+        let through = reader
+            .checkpoint(Duration::from_secs(86_400))
+            .sources
+            .get(output)
+            .map_or(0, |s| s.read_through);
         if through >= barrier.end {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "outputs are read through {} within 30 s (at {through})", barrier.end);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outputs are read through {} within 30 s (at {through})",
+            barrier.end
+        );
         let env = match tokio::time::timeout(Duration::from_millis(50), reader.next()).await {
             Ok(env) => env.expect("outputs decode"),
             Err(_) => continue,
@@ -120,25 +160,44 @@ pub async fn verify_counts(
         *seen.entry(doc["n"].as_u64().expect("n")).or_default() += 1;
     }
     let missing: Vec<u64> = (0..messages).filter(|n| !seen.contains_key(n)).collect();
-    assert!(missing.is_empty(), "{} inputs have no committed output, e.g. {:?}", missing.len(), &missing[..missing.len().min(20)]);
-    assert!(seen.values().all(|&c| c == 1), "an output was read twice: {seen:?}");
+    assert!(
+        missing.is_empty(),
+        "{} inputs have no committed output, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert!(
+        seen.values().all(|&c| c == 1),
+        "an output was read twice: {seen:?}"
+    );
 
-    let (store, _checkpoint) = ShardStore::open_primary(client.clone(), log, store_dir, StoreConfig::default())
-        .await
-        .expect("the store recovers");
+    let (store, _checkpoint) =
+        ShardStore::open_primary(client.clone(), log, store_dir, StoreConfig::default())
+            .await
+            .expect("the store recovers");
     let mut txn = store.begin_txn();
     for n in 0..messages {
-        let value = txn.get(format!("n/{n:08}").as_bytes()).expect("store reads").expect("every message counted");
+        let value = txn
+            .get(format!("n/{n:08}").as_bytes())
+            .expect("store reads")
+            .expect("every message counted");
         let count = u64::from_le_bytes(value.try_into().expect("a u64 count"));
         assert_eq!(count, 1, "message {n} counted {count} times");
     }
 }
 
 /// A shard spec for the counting application reading `input`.
-pub fn counting_spec(id: &str, input: &str, max_txn: std::time::Duration) -> weir::consumer::ShardSpec {
+pub fn counting_spec(
+    id: &str,
+    input: &str,
+    max_txn: std::time::Duration,
+) -> weir::consumer::ShardSpec {
     weir::consumer::ShardSpec {
         id: id.into(),
-        sources: vec![weir::consumer::Source { journal: input.into(), min_offset: 0 }],
+        sources: vec![weir::consumer::Source {
+            journal: input.into(),
+            min_offset: 0,
+        }],
         recovery_log_prefix: "test/recovery".into(),
         max_txn_duration: max_txn,
         min_txn_duration: std::time::Duration::ZERO,
@@ -151,7 +210,11 @@ pub fn counting_spec(id: &str, input: &str, max_txn: std::time::Duration) -> wei
 }
 
 /// Publishes `{"n":0}` … `{"n":messages-1}` committed to `journal`.
-pub async fn publish_numbers(client: Arc<dyn JournalClient>, journal: &str, messages: u64) -> Result<()> {
+pub async fn publish_numbers(
+    client: Arc<dyn JournalClient>,
+    journal: &str,
+    messages: u64,
+) -> Result<()> {
     let clock = Arc::new(weir::message::AtomicClock::now());
     let producer = weir::message::Publisher::new(client, clock, tokio::runtime::Handle::current());
     for n in 0..messages {
@@ -159,4 +222,14 @@ pub async fn publish_numbers(client: Arc<dyn JournalClient>, journal: &str, mess
     }
     producer.flush().await?;
     Ok(())
+}
+
+/// Logs to stderr at the level in `WEIR_LOG` (e.g. `WEIR_LOG=debug`), for
+/// post-mortems of failing tests; silent by default.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("WEIR_LOG"))
+        .with_writer(std::io::stderr)
+        .with_test_writer()
+        .try_init();
 }

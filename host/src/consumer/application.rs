@@ -133,7 +133,8 @@ pub trait Application: Send + 'static {
         envelopes: &[Envelope],
     ) -> Result<(), (usize, AppError)> {
         for (index, envelope) in envelopes.iter().enumerate() {
-            self.consume_message(txn, envelope).map_err(|err| (index, err))?;
+            self.consume_message(txn, envelope)
+                .map_err(|err| (index, err))?;
         }
         Ok(())
     }

@@ -191,11 +191,19 @@ impl ShardHandle {
         let mut progress = self.progress.clone();
         let mut status = self.status.clone();
         loop {
-            if progress.borrow().read_through.get(journal).is_some_and(|&o| o >= offset) {
+            if progress
+                .borrow()
+                .read_through
+                .get(journal)
+                .is_some_and(|&o| o >= offset)
+            {
                 return Ok(());
             }
             let current = status.borrow().clone();
-            if matches!(current, ShardStatus::Failed { .. } | ShardStatus::Fenced { .. } | ShardStatus::Stopped) {
+            if matches!(
+                current,
+                ShardStatus::Failed { .. } | ShardStatus::Fenced { .. } | ShardStatus::Stopped
+            ) {
                 return Err(current);
             }
             tokio::select! {
@@ -259,10 +267,26 @@ fn spawn_shard_from(
     let (stop, stop_rx) = watch::channel(false);
     let task_spec = spec.clone();
     let task = tokio::spawn(async move {
-        supervise(task_spec, client, app, config, clock, stop_rx, status_tx, progress_tx, standby)
-            .await;
+        supervise(
+            task_spec,
+            client,
+            app,
+            config,
+            clock,
+            stop_rx,
+            status_tx,
+            progress_tx,
+            standby,
+        )
+        .await;
     });
-    ShardHandle { spec, status, progress, stop, task }
+    ShardHandle {
+        spec,
+        status,
+        progress,
+        stop,
+        task,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -288,13 +312,27 @@ async fn supervise(
                 Some(standby) => standby.promote().await?,
                 None => {
                     let dir = config.store_dir(&spec);
-                    ShardStore::open_primary(client.clone(), &spec.recovery_log(), &dir, config.store.clone())
-                        .await?
+                    ShardStore::open_primary(
+                        client.clone(),
+                        &spec.recovery_log(),
+                        &dir,
+                        config.store.clone(),
+                    )
+                    .await?
                 }
             };
             let _ = status.send(ShardStatus::Primary);
-            run_primary(&spec, client.clone(), instance, &config, clock.clone(), stop.clone(), &progress, recovered)
-                .await
+            run_primary(
+                &spec,
+                client.clone(),
+                instance,
+                &config,
+                clock.clone(),
+                stop.clone(),
+                &progress,
+                recovered,
+            )
+            .await
         }
         .await;
         match result {
@@ -304,7 +342,9 @@ async fn supervise(
             }
             Err(ShardError::Store(err @ StoreError::Fenced { .. })) => {
                 tracing::warn!(shard = %spec.id, error = %err, "shard fenced; stepping down");
-                let _ = status.send(ShardStatus::Fenced { error: err.to_string() });
+                let _ = status.send(ShardStatus::Fenced {
+                    error: err.to_string(),
+                });
                 return;
             }
             Err(err) => {

@@ -69,7 +69,11 @@ pub struct SpecError {
 impl ShardSpec {
     /// The recovery log journal of this shard.
     pub fn recovery_log(&self) -> String {
-        format!("{}/{}", self.recovery_log_prefix.trim_end_matches('/'), self.id)
+        format!(
+            "{}/{}",
+            self.recovery_log_prefix.trim_end_matches('/'),
+            self.id
+        )
     }
 
     /// The effective sequencer ring size.
@@ -90,7 +94,11 @@ impl ShardSpec {
 
     /// Checks the spec against Gazette's rules.
     pub fn validate(&self) -> Result<(), SpecError> {
-        let err = |field, reason: String| SpecError { shard: self.id.clone(), field, reason };
+        let err = |field, reason: String| SpecError {
+            shard: self.id.clone(),
+            field,
+            reason,
+        };
         validate_shard_id(&self.id).map_err(|reason| err("id", reason))?;
         if self.sources.is_empty() {
             return Err(err("sources", "at least one source is required".into()));
@@ -110,11 +118,17 @@ impl ShardSpec {
             crate::broker::spec::validate_journal_name(&source.journal)
                 .map_err(|reason| err("sources.journal", reason.to_string()))?;
             if source.min_offset < 0 {
-                return Err(err("sources.min_offset", format!("{} is negative", source.min_offset)));
+                return Err(err(
+                    "sources.min_offset",
+                    format!("{} is negative", source.min_offset),
+                ));
             }
         }
         if self.recovery_log_prefix.is_empty() {
-            return Err(err("recovery_log_prefix", "is required (stores live in the log)".into()));
+            return Err(err(
+                "recovery_log_prefix",
+                "is required (stores live in the log)".into(),
+            ));
         }
         crate::broker::spec::validate_journal_name(&self.recovery_log())
             .map_err(|reason| err("recovery_log_prefix", reason.to_string()))?;
@@ -122,7 +136,10 @@ impl ShardSpec {
             return Err(err("max_txn_duration", "must be greater than zero".into()));
         }
         if self.min_txn_duration > self.max_txn_duration {
-            return Err(err("min_txn_duration", "must not exceed max_txn_duration".into()));
+            return Err(err(
+                "min_txn_duration",
+                "must not exceed max_txn_duration".into(),
+            ));
         }
         Ok(())
     }
@@ -133,8 +150,13 @@ pub fn validate_shard_id(id: &str) -> Result<(), String> {
     if !(4..=512).contains(&id.len()) {
         return Err(format!("length {} is outside 4..=512", id.len()));
     }
-    if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_+/.".contains(*c))) {
-        return Err(format!("character {bad:?} is not a letter, digit or one of -_+/."));
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_+/.".contains(*c)))
+    {
+        return Err(format!(
+            "character {bad:?} is not a letter, digit or one of -_+/."
+        ));
     }
     Ok(())
 }
@@ -179,7 +201,10 @@ mod test {
     fn a_well_formed_spec_validates_and_names_its_log() {
         let spec = spec();
         spec.validate().unwrap();
-        assert_eq!(spec.recovery_log(), "examples/stream-sum/recovery-logs/chunks-part-000");
+        assert_eq!(
+            spec.recovery_log(),
+            "examples/stream-sum/recovery-logs/chunks-part-000"
+        );
     }
 
     #[test]
@@ -188,12 +213,30 @@ mod test {
             ("id", Box::new(|s| s.id = "a#b".into())),
             ("id", Box::new(|s| s.id = "abc".into())),
             ("sources", Box::new(|s| s.sources.clear())),
-            ("sources", Box::new(|s| s.sources.push(s.sources[0].clone()))),
-            ("sources.min_offset", Box::new(|s| s.sources[0].min_offset = -1)),
-            ("sources.journal", Box::new(|s| s.sources[0].journal = "/rooted/name".into())),
-            ("recovery_log_prefix", Box::new(|s| s.recovery_log_prefix.clear())),
-            ("max_txn_duration", Box::new(|s| s.max_txn_duration = Duration::ZERO)),
-            ("min_txn_duration", Box::new(|s| s.min_txn_duration = Duration::from_secs(5))),
+            (
+                "sources",
+                Box::new(|s| s.sources.push(s.sources[0].clone())),
+            ),
+            (
+                "sources.min_offset",
+                Box::new(|s| s.sources[0].min_offset = -1),
+            ),
+            (
+                "sources.journal",
+                Box::new(|s| s.sources[0].journal = "/rooted/name".into()),
+            ),
+            (
+                "recovery_log_prefix",
+                Box::new(|s| s.recovery_log_prefix.clear()),
+            ),
+            (
+                "max_txn_duration",
+                Box::new(|s| s.max_txn_duration = Duration::ZERO),
+            ),
+            (
+                "min_txn_duration",
+                Box::new(|s| s.min_txn_duration = Duration::from_secs(5)),
+            ),
         ];
         for (field, mutate) in cases {
             let mut s = spec();

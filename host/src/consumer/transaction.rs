@@ -13,11 +13,14 @@
 //! 2. **finalizes**: `finalize_txn`, then the sequencer checkpoint and the ACK
 //!    intents of everything published;
 //! 3. **commits**: waits until every published message is durably appended,
-//!    then appends one record (store writes + checkpoint) to the recovery log.
-//!    That append is the commit; a fenced primary's append is rejected;
-//! 4. **acknowledges**: appends the ACK intents, in the background, while
-//!    the next transaction consumes. The next transaction cannot commit
-//!    before these ACKs are durable.
+//!    then appends one record (store writes + checkpoint) to the recovery
+//!    log. That append is the commit; a fenced primary's append is rejected;
+//! 4. **acknowledges**: appends the ACK intents. Every ACK is durable before
+//!    the next transaction consumes, because the next transaction's messages
+//!    must not reach a journal ahead of this one's ACK (an ACK rolls back its
+//!    producer's pending messages with larger clocks). Overlapping the next
+//!    transaction with this commit needs the publisher to hold those messages
+//!    behind the ACK, as Gazette's append service does; see the README.
 //!
 //! A failure anywhere ends the term with an error: nothing of the current
 //! transaction was committed, and the supervisor ([`super::shard`]) starts a
@@ -28,7 +31,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::broker::protocol::{AppendRequest, BrokerError, JournalClient};
@@ -160,7 +162,8 @@ pub(crate) async fn run_primary(
         .collect();
     // A recovered shard has read through its checkpoint already, even before
     // its first transaction commits (an idle shard never commits).
-    let recovered_through: std::collections::BTreeMap<String, i64> = sources.iter().cloned().collect();
+    let recovered_through: std::collections::BTreeMap<String, i64> =
+        sources.iter().cloned().collect();
     progress.send_modify(|p| p.read_through = recovered_through);
     let mut reader = ReadCommitted::new(
         client.clone(),
@@ -183,14 +186,12 @@ pub(crate) async fn run_primary(
         },
         shard: Arc::from(spec.id.as_str()),
     };
-    let mut acks: Option<JoinHandle<Result<(), ShardError>>> = None;
     let mut committed_txns: u64 = 0;
 
     loop {
         // --- Wait for the transaction's first message (or a stop). ---
         let first = loop {
             if *stop.borrow() {
-                await_acks(&mut acks).await?;
                 return Ok(TermEnd::Stopped);
             }
             tokio::select! {
@@ -249,10 +250,8 @@ pub(crate) async fn run_primary(
             if reading && now >= max_until {
                 reading = false;
             }
-            let prev_pending = acks.as_ref().is_some_and(|handle| !handle.is_finished());
-            let blocks = prev_pending
-                || now < min_until
-                || (!spec.disable_wait_for_ack && reading && reader.has_pending());
+            let blocks =
+                now < min_until || (!spec.disable_wait_for_ack && reading && reader.has_pending());
             if !blocks {
                 // Poll only while reading: an envelope taken from the reader
                 // has advanced the sequencer, so dropping it would lose it.
@@ -270,21 +269,19 @@ pub(crate) async fn run_primary(
                     None => break,
                 }
             }
-            let wake = if now < min_until { min_until } else { max_until };
+            let wake = if now < min_until {
+                min_until
+            } else {
+                max_until
+            };
             tokio::select! {
                 env = reader.next(), if reading => {
                     let env = env.map_err(ShardError::Read)?;
                     if !env.is_ack() { batch.push(env); }
                 }
                 _ = tokio::time::sleep_until(wake), if reading || now < min_until => {}
-                result = async { acks.as_mut().expect("guarded").await }, if prev_pending => {
-                    acks = None;
-                    result.map_err(|err| ShardError::Crashed(err.to_string()))??;
-                }
             }
         }
-        // The previous transaction's ACKs must be durable before this one commits.
-        await_acks(&mut acks).await?;
 
         // --- Finalize. ---
         let (back, result) = work
@@ -316,19 +313,15 @@ pub(crate) async fn run_primary(
         committed_txns += 1;
         check_fault(&config.faults, FaultPoint::AfterCommit)?;
 
-        // --- Acknowledge, in the background. ---
-        let intents: Vec<(String, Vec<u8>)> = checkpoint.ack_intents.into_iter().collect();
-        if let Some(((journal, bytes), rest)) = intents.split_first() {
+        // --- Acknowledge. The next transaction's messages must not reach a
+        // journal before this transaction's ACK does (an ACK rolls back its
+        // producer's pending messages with larger clocks), so every ACK is
+        // durable before the next transaction starts to publish. ---
+        for (index, (journal, bytes)) in checkpoint.ack_intents.iter().enumerate() {
             append_ack(client.as_ref(), journal, bytes).await?;
-            check_fault(&config.faults, FaultPoint::DuringAcks)?;
-            let rest = rest.to_vec();
-            let client = client.clone();
-            acks = Some(tokio::spawn(async move {
-                for (journal, bytes) in rest {
-                    append_ack(client.as_ref(), &journal, &bytes).await?;
-                }
-                Ok(())
-            }));
+            if index == 0 {
+                check_fault(&config.faults, FaultPoint::DuringAcks)?;
+            }
         }
         let read_through = checkpoint
             .sources
@@ -342,21 +335,14 @@ pub(crate) async fn run_primary(
     }
 }
 
-async fn await_acks(
-    acks: &mut Option<JoinHandle<Result<(), ShardError>>>,
-) -> Result<(), ShardError> {
-    if let Some(handle) = acks.take() {
-        handle
-            .await
-            .map_err(|err| ShardError::Crashed(err.to_string()))??;
-    }
-    Ok(())
-}
-
 /// Appends an ACK intent, retrying transient failures. A journal deleted
 /// since the intent was recorded is skipped (Gazette tolerates
 /// JOURNAL_NOT_FOUND only here).
-async fn append_ack(client: &dyn JournalClient, journal: &str, bytes: &[u8]) -> Result<(), ShardError> {
+async fn append_ack(
+    client: &dyn JournalClient,
+    journal: &str,
+    bytes: &[u8],
+) -> Result<(), ShardError> {
     let mut backoff = Duration::from_millis(50);
     loop {
         let request = AppendRequest {
