@@ -30,8 +30,12 @@ async fn sigkilled_consumer_processes_lose_and_repeat_nothing() {
         let client: Arc<dyn JournalClient> = Arc::new(broker.clone());
         create_journal(client.as_ref(), INPUT, &[]).await.unwrap();
         create_journal(client.as_ref(), OUTPUT, &[]).await.unwrap();
-        create_journal(client.as_ref(), "test/recovery/count-000", &[]).await.unwrap();
-        publish_numbers(client.clone(), INPUT, MESSAGES).await.unwrap();
+        create_journal(client.as_ref(), "test/recovery/count-000", &[])
+            .await
+            .unwrap();
+        publish_numbers(client.clone(), INPUT, MESSAGES)
+            .await
+            .unwrap();
         let head = broker.write_head(INPUT).unwrap();
         broker.shutdown().await;
         head
@@ -39,7 +43,12 @@ async fn sigkilled_consumer_processes_lose_and_repeat_nothing() {
     let exe = env!("CARGO_BIN_EXE_count_consumer");
     let spawn = || {
         Command::new(exe)
-            .args([dir.path().to_str().unwrap(), INPUT, OUTPUT, &head.to_string()])
+            .args([
+                dir.path().to_str().unwrap(),
+                INPUT,
+                OUTPUT,
+                &head.to_string(),
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("the child starts")
@@ -60,12 +69,24 @@ async fn sigkilled_consumer_processes_lose_and_repeat_nothing() {
     }
     let started = std::time::Instant::now();
     let status = spawn().wait().unwrap();
-    eprintln!("final run took {:?}; {killed_before_done} of {KILLS} kills hit a running consumer", started.elapsed());
+    eprintln!(
+        "final run took {:?}; {killed_before_done} of {KILLS} kills hit a running consumer",
+        started.elapsed()
+    );
     assert!(status.success(), "the final run finishes: {status}");
-    assert!(killed_before_done >= KILLS / 2, "most kills hit a running consumer");
+    assert!(
+        killed_before_done >= KILLS / 2,
+        "most kills hit a running consumer"
+    );
 
     let broker = open_broker(&dir.path().join("broker")).await.unwrap();
     let client: Arc<dyn JournalClient> = Arc::new(broker.clone());
-    verify_counts(client, &dir.path().join("shards").join("count-000"), "test/recovery/count-000", OUTPUT, MESSAGES)
-        .await;
+    verify_counts(
+        client,
+        &dir.path().join("shards").join("count-000"),
+        "test/recovery/count-000",
+        OUTPUT,
+        MESSAGES,
+    )
+    .await;
 }

@@ -29,7 +29,11 @@ async fn main() -> Result<()> {
     let broker = open_broker(&dir.join("broker")).await?;
     let client: Arc<dyn JournalClient> = Arc::new(broker.clone());
     let output: Arc<str> = Arc::from(output.as_str());
-    let app: AppFactory = Arc::new(move || Ok(Box::new(CountingApp { output: output.clone() }) as _));
+    let app: AppFactory = Arc::new(move || {
+        Ok(Box::new(CountingApp {
+            output: output.clone(),
+        }) as _)
+    });
     let mut config = ShardConfig::new(dir.join("shards"));
     config.max_failures = 1000;
     config.backoff = Duration::from_millis(1);
