@@ -24,3 +24,4 @@ pub mod limits;
 pub mod message;
 pub mod runtime;
 pub mod store;
+pub mod stream_sum;

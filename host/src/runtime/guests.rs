@@ -8,9 +8,9 @@ pub const SUMMER_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest_s
 /// Gazette's stream-sum chunker (`guest-chunker`), a `chunker` component.
 pub const CHUNKER_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest_chunker.wasm"));
 
-/// Misbehaving guests for fault tests (enabled in this crate's tests and by
-/// the `test-guests` feature).
-#[cfg(any(test, feature = "test-guests"))]
+/// Misbehaving guests for fault tests, here and in the integration tests.
+/// Always compiled: build.rs builds them anyway, they are small, and a
+/// feature would make the tests compile this crate a second time.
 pub mod test_guests {
     /// `tests/guests/hostile`: a `consumer` component whose every message
     /// names a misbehavior (`trap`, `loop`, `alloc`, `sleep`, `swallow`,
