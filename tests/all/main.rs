@@ -3,4 +3,6 @@
 mod broker;
 mod consumer_kill;
 mod exactly_once;
+mod hostile;
 mod shard_recovery;
+mod stream_sum;

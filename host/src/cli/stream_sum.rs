@@ -21,7 +21,9 @@ use crate::consumer::{
     AppFactory, ShardConfig, ShardHandle, ShardSpec, ShardStatus, Source, spawn_shard,
 };
 use crate::message::AtomicClock;
-use crate::runtime::{ChunkerConfig, ChunkerReport, GuestLimits, JobLimits, Runtime, RuntimeConfig, guests};
+use crate::runtime::{
+    ChunkerConfig, ChunkerReport, GuestLimits, JobLimits, Runtime, RuntimeConfig, guests,
+};
 
 /// Gazette's stream-sum journal and shard names.
 pub mod names {
@@ -55,33 +57,68 @@ pub mod names {
 pub struct StreamSumCommand {
     /// Chunk partitions (and summer shards).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    partitions: u32,
+    pub partitions: u32,
     /// Streams per chunker worker; negative runs until interrupted.
     #[arg(long, default_value_t = 100, allow_hyphen_values = true)]
-    streams: i64,
+    pub streams: i64,
     /// Data chunks per stream (each stream also has an empty final chunk).
     #[arg(long, default_value_t = 30)]
-    chunks: u32,
+    pub chunks: u32,
     /// Concurrent chunker workers.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    workers: u32,
+    pub workers: u32,
     /// Data directory (default: a temporary directory removed at exit).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// Summer component (default: the built-in guest-summer).
     #[arg(long)]
-    summer: Option<PathBuf>,
+    pub summer: Option<PathBuf>,
     /// Chunker component (default: the built-in guest-chunker).
     #[arg(long)]
-    chunker: Option<PathBuf>,
+    pub chunker: Option<PathBuf>,
     /// Seed of the chunker's random streams (default: from the clock).
     #[arg(long)]
-    seed: Option<u64>,
+    pub seed: Option<u64>,
+}
+
+/// How a run of stream-sum that did not fail ended.
+#[derive(Debug, Clone)]
+pub enum StreamSumOutcome {
+    /// The chunker verified every stream it published.
+    Verified {
+        /// The chunker's report.
+        report: ChunkerReport,
+        /// From the chunker's start to its end.
+        elapsed: Duration,
+    },
+    /// Interrupted (Ctrl-C) before the chunker finished.
+    Interrupted {
+        /// Why the chunker stopped.
+        reason: String,
+        /// From the chunker's start to the interruption.
+        elapsed: Duration,
+    },
 }
 
 impl StreamSumCommand {
     /// Runs stream-sum and prints its summary; fails unless every stream verified.
     pub async fn execute(self) -> Result<()> {
+        match self.run().await? {
+            StreamSumOutcome::Verified { report, elapsed } => print_summary(&report, elapsed),
+            StreamSumOutcome::Interrupted { reason, elapsed } => {
+                println!(
+                    "stream-sum: interrupted after {:.1} s: {reason}",
+                    elapsed.as_secs_f64()
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs stream-sum, printing progress; fails unless every stream
+    /// verified (or the run was interrupted). The broker is shut down before
+    /// it returns, so the data directory can be opened again.
+    pub async fn run(&self) -> Result<StreamSumOutcome> {
         let temp;
         let data_dir = match &self.data_dir {
             Some(dir) => dir.clone(),
@@ -104,8 +141,14 @@ impl StreamSumCommand {
             ..RuntimeConfig::default()
         })
         .context("starting the wasm runtime")?;
-        let summer = Arc::new(runtime.consumer_module(&summer_wasm).context("loading the summer")?);
-        let chunker = runtime.chunker_module(&chunker_wasm).context("loading the chunker")?;
+        let summer = Arc::new(
+            runtime
+                .consumer_module(&summer_wasm)
+                .context("loading the summer")?,
+        );
+        let chunker = runtime
+            .chunker_module(&chunker_wasm)
+            .context("loading the chunker")?;
 
         let clock = Arc::new(AtomicClock::now());
         let mut shards = Vec::new();
@@ -120,7 +163,13 @@ impl StreamSumCommand {
             });
             let mut config = ShardConfig::new(data_dir.join("shards"));
             config.module_digest = summer.digest().to_string();
-            shards.push(spawn_shard(spec, client.clone(), app, config, clock.clone()));
+            shards.push(spawn_shard(
+                spec,
+                client.clone(),
+                app,
+                config,
+                clock.clone(),
+            ));
         }
 
         let started = Instant::now();
@@ -128,7 +177,11 @@ impl StreamSumCommand {
             "stream-sum: {} partitions, {} workers × {} streams × {} chunks; summer {}, data in {}",
             self.partitions,
             self.workers,
-            if self.streams < 0 { "∞".to_string() } else { self.streams.to_string() },
+            if self.streams < 0 {
+                "∞".to_string()
+            } else {
+                self.streams.to_string()
+            },
             self.chunks,
             summer.digest().short(),
             data_dir.display(),
@@ -176,16 +229,15 @@ impl StreamSumCommand {
         let elapsed = started.elapsed();
         match outcome {
             Ok(report) => {
-                print_summary(&report, elapsed);
                 if let Some(failed) = failed {
                     bail!("{failed}");
                 }
-                Ok(())
+                Ok(StreamSumOutcome::Verified { report, elapsed })
             }
-            Err(err) if interrupted => {
-                println!("stream-sum: interrupted after {:.1} s: {err}", elapsed.as_secs_f64());
-                Ok(())
-            }
+            Err(err) if interrupted => Ok(StreamSumOutcome::Interrupted {
+                reason: err.to_string(),
+                elapsed,
+            }),
             Err(err) => match failed {
                 Some(failed) => bail!("{failed} (chunker: {err})"),
                 None => Err(err).context("the chunker failed"),
@@ -215,15 +267,18 @@ pub async fn setup_journals(client: &dyn JournalClient, partitions: u32) -> Resu
         set
     };
     let mut changes = vec![JournalChange::Upsert(
-        JournalSpec::new(SUMS).with_labels(labels(&[(CONTENT_TYPE, NDJSON), (MESSAGE_TYPE, SUM_TYPE)])),
+        JournalSpec::new(SUMS)
+            .with_labels(labels(&[(CONTENT_TYPE, NDJSON), (MESSAGE_TYPE, SUM_TYPE)])),
     )];
     let mut specs = Vec::new();
     for index in 0..partitions {
         let partition = format!("{CHUNKS}/part-{index:03}");
         let id = format!("chunks-part-{index:03}");
         changes.push(JournalChange::Upsert(
-            JournalSpec::new(&partition)
-                .with_labels(labels(&[(CONTENT_TYPE, NDJSON), (MESSAGE_TYPE, CHUNK_TYPE)])),
+            JournalSpec::new(&partition).with_labels(labels(&[
+                (CONTENT_TYPE, NDJSON),
+                (MESSAGE_TYPE, CHUNK_TYPE),
+            ])),
         ));
         changes.push(JournalChange::Upsert(
             JournalSpec::new(format!("{RECOVERY_LOGS}/{id}"))
@@ -231,7 +286,10 @@ pub async fn setup_journals(client: &dyn JournalClient, partitions: u32) -> Resu
         ));
         let spec = ShardSpec {
             id,
-            sources: vec![Source { journal: partition, min_offset: 0 }],
+            sources: vec![Source {
+                journal: partition,
+                min_offset: 0,
+            }],
             recovery_log_prefix: RECOVERY_LOGS.into(),
             max_txn_duration: Duration::from_secs(1),
             min_txn_duration: Duration::ZERO,
@@ -244,7 +302,10 @@ pub async fn setup_journals(client: &dyn JournalClient, partitions: u32) -> Resu
         spec.validate()?;
         specs.push(spec);
     }
-    client.apply(changes).await.context("creating the stream-sum journals")?;
+    client
+        .apply(changes)
+        .await
+        .context("creating the stream-sum journals")?;
     Ok(specs)
 }
 
@@ -264,7 +325,10 @@ fn print_summary(report: &ChunkerReport, elapsed: Duration) {
         report.chunks_published,
         report.chunks_published as f64 / secs.max(1e-9)
     );
-    println!("  sums read          {} ({} of other runs)", report.sums_read, report.foreign_sums);
+    println!(
+        "  sums read          {} ({} of other runs)",
+        report.sums_read, report.foreign_sums
+    );
     println!(
         "  latency, final chunk to verified sum: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
         report.latency_p50.as_secs_f64() * 1e3,
@@ -275,7 +339,10 @@ fn print_summary(report: &ChunkerReport, elapsed: Duration) {
 }
 
 fn print_progress(started: Instant, broker: &Broker, shards: &[ShardHandle]) {
-    let txns: u64 = shards.iter().map(|s| s.watch_progress().borrow().committed_txns).sum();
+    let txns: u64 = shards
+        .iter()
+        .map(|s| s.watch_progress().borrow().committed_txns)
+        .sum();
     let chunks_bytes: i64 = shards
         .iter()
         .filter_map(|s| s.spec.sources.first())
@@ -294,6 +361,10 @@ fn print_progress(started: Instant, broker: &Broker, shards: &[ShardHandle]) {
     println!(
         "  {:>6.1} s  {job}  summer transactions {txns}{}",
         started.elapsed().as_secs_f64(),
-        if retrying > 0 { format!(", {retrying} shards retrying") } else { String::new() },
+        if retrying > 0 {
+            format!(", {retrying} shards retrying")
+        } else {
+            String::new()
+        },
     );
 }
