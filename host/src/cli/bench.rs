@@ -3,11 +3,16 @@
 
 use clap::{Args, Subcommand};
 
-use super::{bench_journals::BenchJournals, bench_sequencer::BenchSequencer, bench_store::BenchStore};
+use super::{
+    bench_journals::BenchJournals, bench_runtime::BenchRuntime, bench_sequencer::BenchSequencer,
+    bench_store::BenchStore, bench_summer::BenchSummer,
+};
 
 /// Measure the host's hot paths.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  weir bench journals\n  weir bench sequencer\n  weir bench store")]
+#[command(
+    after_help = "Examples:\n  weir bench journals\n  weir bench sequencer\n  weir bench store\n  weir bench summer\n  weir bench runtime"
+)]
 pub struct BenchCommand {
     #[command(subcommand)]
     which: Which,
@@ -21,6 +26,10 @@ enum Which {
     Sequencer(BenchSequencer),
     /// Store commits, cold log replay and standby takeover.
     Store(BenchStore),
+    /// The stream-sum summer as WASM versus native: throughput and latency.
+    Summer(BenchSummer),
+    /// Guest call costs (per message and batched), instantiation, loading.
+    Runtime(BenchRuntime),
 }
 
 impl BenchCommand {
@@ -30,6 +39,8 @@ impl BenchCommand {
             Which::Journals(cmd) => cmd.execute().await,
             Which::Sequencer(cmd) => cmd.execute().await,
             Which::Store(cmd) => cmd.execute().await,
+            Which::Summer(cmd) => cmd.execute().await,
+            Which::Runtime(cmd) => cmd.execute().await,
         }
     }
 }

@@ -7,8 +7,10 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod bench_journals;
+pub mod bench_runtime;
 pub mod bench_sequencer;
 pub mod bench_store;
+pub mod bench_summer;
 pub mod journals;
 pub mod stream_sum;
 
@@ -34,7 +36,10 @@ impl Cli {
     /// Runs the parsed command; errors are printed with their causes.
     pub fn run(self) -> ExitCode {
         init_tracing();
-        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => runtime,
             Err(err) => {
                 eprintln!("error: cannot start the async runtime: {err}");

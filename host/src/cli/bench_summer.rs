@@ -1,0 +1,743 @@
+//! `weir bench summer`: the stream-sum summer as a WASM component versus the
+//! same logic compiled natively, each run by real shards on an embedded
+//! broker (fsync on), with RocksDB stores and exactly-once commits.
+//!
+//! **Throughput.** For each summer, fresh chunk partitions are prefilled
+//! with the same Gazette-shaped streams (committed publishing through
+//! [`Publisher`]); then one shard per partition is started, and the clock
+//! runs from the shards' start until every shard has committed a
+//! transaction that read through its partition's write head. Both runs
+//! include the same store opening, transactions, recovery-log commits and
+//! ACKs, so their ratio is the cost of the sandbox in the whole pipeline.
+//! Every committed sum is then checked against the generator's (exactly
+//! once each), so a benchmark that measured a broken run fails instead.
+//!
+//! **The summers alone.** The same chunks, as envelopes in memory, fed to
+//! each summer directly (batches of [`APP_BATCH`] per call and per
+//! transaction, an in-memory store, published sums discarded): the cost per
+//! chunk of the application itself, which explains the pipeline ratio.
+//!
+//! **Latency.** WASM summer shards run while a publisher offers chunks at a
+//! fixed rate (`--rate` chunks/s for `--duration` s, paced in
+//! 5 ms ticks, each tick's batch flushed). For each stream's final
+//! chunk, the latency is from the moment its append is durable (its flush
+//! returned) to the moment its sum is read committed from the sums journal
+//! ([`ReadCommitted`], so after the summer's commit and ACK).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+
+use super::stream_sum::names;
+use crate::broker::protocol::{AppendRequest, JournalChange, JournalClient};
+use crate::broker::spec::{JournalSpec, LabelSet};
+use crate::broker::{Broker, BrokerConfig};
+use crate::consumer::{
+    AppError, AppFactory, Application, PublishError, ShardConfig, ShardHandle, ShardSpec,
+    ShardStatus, Source, TxnContext, TxnPublisher, TxnStore, TxnStoreError, spawn_shard,
+};
+use crate::message::{
+    AtomicClock, Envelope, Flags, ProducerId, Publisher, ReadCommitted, build_uuid, frame,
+    modulo_mapping,
+};
+use crate::runtime::{ConsumerModule, GuestLimits, Runtime, RuntimeConfig, guests};
+use crate::stream_sum::sum::{StreamId, Sum};
+use crate::stream_sum::{NativeSummer, SUMS_JOURNAL, StreamGenerator};
+
+/// Chunks published between two flushes while prefilling.
+const PREFILL_FLUSH_EVERY: usize = 20_000;
+/// Pacing period of the latency phase's publisher.
+const PACE_TICK: Duration = Duration::from_millis(5);
+/// Chunks per call and per transaction when the summers run alone.
+const APP_BATCH: usize = 1024;
+/// Longest wait for the last sums of a phase.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// WASM summer versus native summer: throughput and latency.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  weir bench summer
+  weir bench summer --chunks-total 500000 --partitions 8 --rounds 3
+  weir bench summer --rate 5000 --duration 20
+  weir bench summer --rate 0                  # throughput only")]
+pub struct BenchSummer {
+    /// Chunks per throughput run, over all partitions (rounded down to
+    /// whole streams).
+    #[arg(long, default_value_t = 200_000)]
+    chunks_total: u64,
+    /// Chunk partitions, one shard each.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    partitions: u32,
+    /// Data chunks per stream (each stream also has an empty final chunk).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    chunks: u32,
+    /// Throughput rounds; summers alternate which runs first, and the best
+    /// round of each is reported.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
+    /// Offered load of the latency phase, in chunks/s (0 skips the phase).
+    #[arg(long, default_value_t = 2_000)]
+    rate: u64,
+    /// Length of the latency phase, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    duration: u64,
+    /// Seed of the generated streams (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Directory for the benchmark's data (default: a new temporary
+    /// directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// Which summer a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Summer {
+    Wasm,
+    Native,
+}
+
+impl Summer {
+    fn name(self) -> &'static str {
+        match self {
+            Summer::Wasm => "wasm",
+            Summer::Native => "native",
+        }
+    }
+}
+
+/// One throughput run.
+struct RunStats {
+    elapsed: Duration,
+    transactions: u64,
+}
+
+impl RunStats {
+    fn rate(&self, chunks: u64) -> f64 {
+        chunks as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A set of chunk partitions with their shard specs.
+struct Partitions {
+    /// `bench/summer/{name}`: prefix of the journals and of the shards' data.
+    name: String,
+    journals: Vec<String>,
+    specs: Vec<ShardSpec>,
+}
+
+/// What the benchmark shares between phases.
+struct Bench {
+    dir: PathBuf,
+    broker: Broker,
+    client: Arc<dyn JournalClient>,
+    clock: Arc<AtomicClock>,
+    module: ConsumerModule,
+    partitions: u32,
+}
+
+impl BenchSummer {
+    /// Runs both phases and prints the figures.
+    pub async fn execute(self) -> Result<()> {
+        let temp;
+        let dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                temp = tempfile::Builder::new()
+                    .prefix("weir-bench-summer-")
+                    .tempdir()?;
+                temp.path().to_path_buf()
+            }
+        };
+        let broker = Broker::open(dir.join("broker"), BrokerConfig::default())
+            .await
+            .context("opening the broker")?;
+        let client: Arc<dyn JournalClient> = Arc::new(broker.clone());
+        client
+            .apply(vec![JournalChange::Upsert(
+                JournalSpec::new(SUMS_JOURNAL).with_labels(labels(names::SUM_TYPE)),
+            )])
+            .await
+            .context("creating the sums journal")?;
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.join("module-cache")),
+            ..RuntimeConfig::default()
+        })
+        .context("starting the wasm runtime")?;
+        let module = runtime
+            .consumer_module(guests::SUMMER_WASM)
+            .context("loading the summer component")?;
+        let bench = Bench {
+            dir,
+            broker,
+            client,
+            clock: Arc::new(AtomicClock::now()),
+            module,
+            partitions: self.partitions,
+        };
+        let seed = self.seed.unwrap_or_else(rand::random);
+        let result = self.phases(&bench, seed).await;
+        bench.broker.shutdown().await;
+        result
+    }
+
+    async fn phases(&self, bench: &Bench, seed: u64) -> Result<()> {
+        let per_stream = u64::from(self.chunks) + 1;
+        let streams = (self.chunks_total / per_stream).max(1);
+        let chunks = streams * per_stream;
+        println!(
+            "summer: {} partitions, {chunks} chunks per run ({streams} streams of {per_stream} \
+             chunks), RocksDB stores, exactly-once commits, seed {seed}",
+            self.partitions
+        );
+
+        let mut best: HashMap<&'static str, RunStats> = HashMap::new();
+        for round in 0..self.rounds {
+            let order = if round % 2 == 0 {
+                [Summer::Wasm, Summer::Native]
+            } else {
+                [Summer::Native, Summer::Wasm]
+            };
+            for summer in order {
+                let partitions = bench
+                    .create_partitions(&format!("r{round}-{}", summer.name()))
+                    .await?;
+                let started = Instant::now();
+                let (heads, expected) = bench
+                    .prefill(&partitions, seed, streams, self.chunks)
+                    .await?;
+                let prefill = started.elapsed();
+                let sums_from = bench.broker.write_head(SUMS_JOURNAL)?;
+                let stats = bench.run_shards(summer, &partitions, &heads).await?;
+                bench
+                    .check_sums(sums_from, &expected)
+                    .await
+                    .with_context(|| format!("checking the {} summer's sums", summer.name()))?;
+                println!(
+                    "  {:<6} round {}  {chunks} chunks in {:.2} s = {:>8.0} chunks/s, {} \
+                     transactions (prefill {:.0} chunks/s)",
+                    summer.name(),
+                    round + 1,
+                    stats.elapsed.as_secs_f64(),
+                    stats.rate(chunks),
+                    stats.transactions,
+                    chunks as f64 / prefill.as_secs_f64().max(1e-9),
+                );
+                let slot = best.entry(summer.name()).or_insert_with(|| RunStats {
+                    elapsed: Duration::MAX,
+                    transactions: 0,
+                });
+                if stats.elapsed < slot.elapsed {
+                    *slot = stats;
+                }
+            }
+        }
+        let rate = |summer: Summer| best.get(summer.name()).map_or(0.0, |s| s.rate(chunks));
+        let (wasm, native) = (rate(Summer::Wasm), rate(Summer::Native));
+        println!(
+            "  wasm / native  {:.2} (best of {} round{}: {wasm:.0} vs {native:.0} chunks/s; \
+             target >= 0.90)",
+            wasm / native.max(1e-9),
+            self.rounds,
+            if self.rounds == 1 { "" } else { "s" },
+        );
+
+        let alone = summers_alone(&bench.module, seed, streams, self.chunks).await?;
+        println!(
+            "  summers alone (in memory, batches of {APP_BATCH}): wasm {:.3} µs/chunk, native \
+             {:.3} µs/chunk ({:.2}x)",
+            alone.wasm.as_secs_f64() * 1e6 / chunks as f64,
+            alone.native.as_secs_f64() * 1e6 / chunks as f64,
+            alone.native.as_secs_f64() / alone.wasm.as_secs_f64().max(1e-12),
+        );
+
+        if self.rate > 0 {
+            let duration = Duration::from_secs(self.duration);
+            let report = bench
+                .latency(self.rate, duration, self.chunks, seed.wrapping_add(1))
+                .await?;
+            report.print(self.rate, duration);
+        }
+        Ok(())
+    }
+}
+
+fn labels(message_type: &str) -> LabelSet {
+    let mut set = LabelSet::new();
+    set.insert(names::CONTENT_TYPE, names::NDJSON);
+    set.insert(names::MESSAGE_TYPE, message_type);
+    set
+}
+
+impl Bench {
+    /// Creates the chunk partitions and recovery logs of `bench/summer/{name}`.
+    async fn create_partitions(&self, name: &str) -> Result<Partitions> {
+        let name = format!("bench/summer/{name}");
+        let mut changes = Vec::new();
+        let mut journals = Vec::new();
+        let mut specs = Vec::new();
+        for index in 0..self.partitions {
+            let journal = format!("{name}/chunks/part-{index:03}");
+            let id = format!("chunks-part-{index:03}");
+            let recovery_logs = format!("{name}/recovery-logs");
+            let mut log_labels = LabelSet::new();
+            log_labels.insert(names::CONTENT_TYPE, names::RECOVERY_LOG);
+            changes.push(JournalChange::Upsert(
+                JournalSpec::new(&journal).with_labels(labels(names::CHUNK_TYPE)),
+            ));
+            changes.push(JournalChange::Upsert(
+                JournalSpec::new(format!("{recovery_logs}/{id}")).with_labels(log_labels),
+            ));
+            let spec = ShardSpec {
+                id,
+                sources: vec![Source {
+                    journal: journal.clone(),
+                    min_offset: 0,
+                }],
+                recovery_log_prefix: recovery_logs,
+                max_txn_duration: Duration::from_secs(1),
+                min_txn_duration: Duration::ZERO,
+                disable: false,
+                hot_standbys: 0,
+                disable_wait_for_ack: false,
+                ring_buffer_size: 0,
+                read_channel_size: 0,
+            };
+            spec.validate()?;
+            journals.push(journal);
+            specs.push(spec);
+        }
+        self.client
+            .apply(changes)
+            .await
+            .with_context(|| format!("creating {name}"))?;
+        Ok(Partitions {
+            name,
+            journals,
+            specs,
+        })
+    }
+
+    /// Publishes `streams` generated streams to `partitions` (FNV-1a modulo
+    /// mapping of the stream id, as Gazette's chunker does); returns each
+    /// partition's write head and the expected final sums.
+    async fn prefill(
+        &self,
+        partitions: &Partitions,
+        seed: u64,
+        streams: u64,
+        chunks: u32,
+    ) -> Result<(Vec<i64>, HashMap<StreamId, Sum>)> {
+        let publisher = self.publisher();
+        let mut expected = HashMap::new();
+        for (index, chunk) in StreamGenerator::new(seed, streams, chunks).enumerate() {
+            let journal = modulo_mapping(&chunk.id, &partitions.journals)?;
+            publisher.publish_committed(journal, &chunk.doc)?;
+            if let Some(sum) = chunk.final_sum {
+                expected.insert(sum.id, sum);
+            }
+            if (index + 1) % PREFILL_FLUSH_EVERY == 0 {
+                publisher.flush().await?;
+            }
+        }
+        publisher.flush().await?;
+        let heads = partitions
+            .journals
+            .iter()
+            .map(|journal| self.broker.write_head(journal))
+            .collect::<Result<Vec<i64>, _>>()?;
+        Ok((heads, expected))
+    }
+
+    fn publisher(&self) -> Publisher {
+        Publisher::new(
+            self.client.clone(),
+            self.clock.clone(),
+            tokio::runtime::Handle::current(),
+        )
+    }
+
+    /// How shards create `summer` instances.
+    fn factory(&self, summer: Summer, shard: &str) -> AppFactory {
+        match summer {
+            Summer::Native => Arc::new(|| Ok(Box::new(NativeSummer::new()) as _)),
+            Summer::Wasm => {
+                let module = self.module.clone();
+                let shard = shard.to_string();
+                Arc::new(move || {
+                    let app = module
+                        .application(&shard, GuestLimits::default())
+                        .map_err(|err| AppError::Crashed(err.to_string()))?;
+                    Ok(Box::new(app) as _)
+                })
+            }
+        }
+    }
+
+    fn spawn(&self, summer: Summer, partitions: &Partitions) -> Vec<ShardHandle> {
+        let mut config = ShardConfig::new(self.dir.join("shards").join(&partitions.name));
+        if summer == Summer::Wasm {
+            config.module_digest = self.module.digest().to_string();
+        }
+        partitions
+            .specs
+            .iter()
+            .map(|spec| {
+                let app = self.factory(summer, &spec.id);
+                spawn_shard(
+                    spec.clone(),
+                    self.client.clone(),
+                    app,
+                    config.clone(),
+                    self.clock.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Starts one shard per partition and times them until each has read
+    /// through its head.
+    async fn run_shards(
+        &self,
+        summer: Summer,
+        partitions: &Partitions,
+        heads: &[i64],
+    ) -> Result<RunStats> {
+        let started = Instant::now();
+        let shards = self.spawn(summer, partitions);
+        for ((shard, journal), head) in shards.iter().zip(&partitions.journals).zip(heads) {
+            shard
+                .wait_read_through(journal, *head)
+                .await
+                .map_err(|status| {
+                    anyhow!(
+                        "shard {} of {} ended: {status:?}",
+                        shard.spec.id,
+                        partitions.name
+                    )
+                })?;
+        }
+        let elapsed = started.elapsed();
+        let transactions = shards
+            .iter()
+            .map(|shard| shard.watch_progress().borrow().committed_txns)
+            .sum();
+        for shard in shards {
+            shard.stop().await;
+        }
+        Ok(RunStats {
+            elapsed,
+            transactions,
+        })
+    }
+
+    /// Reads the sums journal from `from` to its head, committed only, and
+    /// checks that it holds exactly the `expected` sums, each once.
+    async fn check_sums(&self, from: i64, expected: &HashMap<StreamId, Sum>) -> Result<()> {
+        let barrier = self
+            .client
+            .append(AppendRequest {
+                journal: SUMS_JOURNAL.into(),
+                ..Default::default()
+            })
+            .await?;
+        let mut reader = ReadCommitted::new(
+            self.client.clone(),
+            vec![(SUMS_JOURNAL.to_string(), from)],
+            &Default::default(),
+            crate::limits::DEFAULT_RING_BUFFER_SIZE,
+            crate::limits::DEFAULT_READ_CHANNEL_SIZE,
+        )?;
+        let mut seen: HashMap<StreamId, Sum> = HashMap::with_capacity(expected.len());
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            // Read-through passes a committed message only once delivered.
+            let checkpoint = reader.checkpoint(Duration::from_secs(86_400));
+            let through = checkpoint
+                .sources
+                .get(SUMS_JOURNAL)
+                .map_or(from, |s| s.read_through);
+            if through >= barrier.end {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the sums were not read through {} within {DRAIN_TIMEOUT:?}",
+                    barrier.end
+                );
+            }
+            let Ok(env) = tokio::time::timeout(Duration::from_millis(50), reader.next()).await
+            else {
+                continue;
+            };
+            let env = env?;
+            if env.is_ack() {
+                continue;
+            }
+            let sum = Sum::parse(&env.doc).map_err(|err| anyhow!("{err} at {}", env.begin))?;
+            if expected.get(&sum.id) != Some(&sum) {
+                bail!("unexpected sum {sum:?} at offset {}", env.begin);
+            }
+            if seen.insert(sum.id, sum).is_some() {
+                bail!("a sum was committed twice (offset {})", env.begin);
+            }
+        }
+        if seen.len() != expected.len() {
+            bail!("{} of {} sums were committed", seen.len(), expected.len());
+        }
+        Ok(())
+    }
+
+    /// The latency phase; see the module docs.
+    async fn latency(
+        &self,
+        rate: u64,
+        duration: Duration,
+        chunks: u32,
+        seed: u64,
+    ) -> Result<LatencyReport> {
+        let partitions = self.create_partitions("latency").await?;
+        let shards = self.spawn(Summer::Wasm, &partitions);
+        for shard in &shards {
+            let mut status = shard.watch_status();
+            let ready = status
+                .wait_for(|s| !matches!(s, ShardStatus::Recovering))
+                .await
+                .map_err(|_| anyhow!("shard {} vanished", shard.spec.id))?
+                .clone();
+            if ready != ShardStatus::Primary {
+                bail!("shard {} did not start: {ready:?}", shard.spec.id);
+            }
+        }
+
+        // Committed sums, timestamped as they are read.
+        let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(StreamId, Instant)>();
+        let mut reader = ReadCommitted::new(
+            self.client.clone(),
+            vec![(
+                SUMS_JOURNAL.to_string(),
+                self.broker.write_head(SUMS_JOURNAL)?,
+            )],
+            &Default::default(),
+            crate::limits::DEFAULT_RING_BUFFER_SIZE,
+            crate::limits::DEFAULT_READ_CHANNEL_SIZE,
+        )?;
+        let pump = tokio::spawn(async move {
+            loop {
+                let env = reader.next().await?;
+                if env.is_ack() {
+                    continue;
+                }
+                let sum = Sum::parse(&env.doc).map_err(|err| anyhow!("{err} at {}", env.begin))?;
+                if seen_tx.send((sum.id, Instant::now())).is_err() {
+                    return Ok::<(), anyhow::Error>(());
+                }
+            }
+        });
+
+        // Paced publishing: at each tick, publish what the rate allows so
+        // far, flush, and stamp the final chunks of the batch as durable.
+        let publisher = self.publisher();
+        let mut generator = StreamGenerator::new(seed, u64::MAX, chunks);
+        let mut durable: HashMap<StreamId, Instant> = HashMap::new();
+        let mut published = 0u64;
+        let mut ticker = tokio::time::interval(PACE_TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let started = Instant::now();
+        while started.elapsed() < duration {
+            ticker.tick().await;
+            let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
+            let mut finals = Vec::new();
+            while published < due {
+                let chunk = generator
+                    .next()
+                    .ok_or_else(|| anyhow!("the generator ran dry"))?;
+                let journal = modulo_mapping(&chunk.id, &partitions.journals)?;
+                publisher.publish_committed(journal, &chunk.doc)?;
+                if chunk.final_sum.is_some() {
+                    finals.push(chunk.id);
+                }
+                published += 1;
+            }
+            publisher.flush().await?;
+            let now = Instant::now();
+            durable.extend(finals.into_iter().map(|id| (id, now)));
+        }
+        let offered_for = started.elapsed();
+
+        let mut latencies = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+        let mut pending = durable.len();
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while pending > 0 {
+            let Ok(next) = tokio::time::timeout_at(deadline, seen_rx.recv()).await else {
+                bail!("{pending} sums were not committed within {DRAIN_TIMEOUT:?}");
+            };
+            let Some((id, at)) = next else {
+                break;
+            };
+            if let Some(was_durable) = durable.get(&id) {
+                let micros = at.saturating_duration_since(*was_durable).as_micros();
+                latencies.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+                pending -= 1;
+            }
+        }
+        pump.abort();
+        if let Ok(Err(err)) = pump.await {
+            return Err(err.context("reading the sums"));
+        }
+        if pending > 0 {
+            bail!("the sums reader stopped with {pending} sums missing");
+        }
+        for shard in shards {
+            shard.stop().await;
+        }
+        Ok(LatencyReport {
+            published,
+            offered_for,
+            latencies,
+        })
+    }
+}
+
+/// Time of each summer over the same chunks, alone.
+struct Alone {
+    wasm: Duration,
+    native: Duration,
+}
+
+/// Runs both summers over the generated streams in memory, on a blocking
+/// thread (guest calls never run on a tokio worker).
+async fn summers_alone(
+    module: &ConsumerModule,
+    seed: u64,
+    streams: u64,
+    chunks: u32,
+) -> Result<Alone> {
+    let journal: Arc<str> = Arc::from("bench/summer/alone/chunks/part-000");
+    let producer = ProducerId::random();
+    let mut begin = 0i64;
+    let mut envelopes = Vec::new();
+    for (index, chunk) in StreamGenerator::new(seed, streams, chunks).enumerate() {
+        // Framed as a shard reads it: with its UUID.
+        let uuid = build_uuid(
+            producer,
+            crate::message::Clock((index as u64 + 1) << 4),
+            Flags::OutsideTxn,
+        );
+        let mut line = Vec::with_capacity(chunk.doc.len() + 48);
+        frame(&chunk.doc, &uuid, &mut line)?;
+        let end = begin + line.len() as i64;
+        line.pop();
+        envelopes.push(Envelope::new(
+            journal.clone(),
+            begin,
+            end,
+            uuid,
+            line.into(),
+        ));
+        begin = end;
+    }
+    let mut wasm = module.application("alone", GuestLimits::default())?;
+    tokio::task::spawn_blocking(move || {
+        let wasm = time_alone(&mut wasm, &envelopes)?;
+        let native = time_alone(&mut NativeSummer::new(), &envelopes)?;
+        Ok(Alone { wasm, native })
+    })
+    .await
+    .context("the benchmark thread died")?
+}
+
+fn time_alone(app: &mut dyn Application, envelopes: &[Envelope]) -> Result<Duration> {
+    let (mut store, mut sink) = (MemStore::default(), Sink);
+    let mut txn = TxnContext {
+        shard: "alone",
+        store: &mut store,
+        publisher: &mut sink,
+    };
+    let started = Instant::now();
+    for batch in envelopes.chunks(APP_BATCH) {
+        app.consume_messages(&mut txn, batch)
+            .map_err(|(index, err)| anyhow!("chunk {index} of a batch: {err}"))?;
+        app.finalize_txn(&mut txn)?;
+    }
+    Ok(started.elapsed())
+}
+
+/// A store in a map.
+#[derive(Default)]
+struct MemStore(BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl TxnStore for MemStore {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, TxnStoreError> {
+        Ok(self.0.get(key).cloned())
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), TxnStoreError> {
+        self.0.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), TxnStoreError> {
+        self.0.remove(key);
+        Ok(())
+    }
+
+    fn scan(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TxnStoreError> {
+        Ok(self
+            .0
+            .range(start.to_vec()..)
+            .take_while(|(key, _)| end.is_empty() || key.as_slice() < end)
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+}
+
+/// Discards published sums.
+struct Sink;
+
+impl TxnPublisher for Sink {
+    fn publish(&mut self, _journal: &str, _doc: &[u8]) -> Result<(), PublishError> {
+        Ok(())
+    }
+}
+
+/// What the latency phase measured.
+struct LatencyReport {
+    published: u64,
+    offered_for: Duration,
+    /// Final chunk durable → sum read committed, in microseconds.
+    latencies: Histogram<u64>,
+}
+
+impl LatencyReport {
+    fn print(&self, rate: u64, duration: Duration) {
+        let ms = |micros: u64| micros as f64 / 1e3;
+        println!(
+            "latency: wasm summer, {rate} chunks/s offered for {} s: {} chunks published \
+             ({:.0} chunks/s achieved)",
+            duration.as_secs(),
+            self.published,
+            self.published as f64 / self.offered_for.as_secs_f64().max(1e-9),
+        );
+        println!(
+            "  final chunk durable -> sum read committed: p50 {:.2} ms, p99 {:.2} ms, max {:.2} \
+             ms ({} streams)",
+            ms(self.latencies.value_at_quantile(0.5)),
+            ms(self.latencies.value_at_quantile(0.99)),
+            ms(self.latencies.max()),
+            self.latencies.len(),
+        );
+    }
+}
