@@ -252,7 +252,9 @@ fn begin_of(path: &Path) -> i64 {
 #[test]
 fn damage_at_rest_is_detected_and_reported() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let damages: [(&str, fn(&[PathBuf]) -> i64); 4] = [
+    /// Damages the files and returns the offset the damage must be reported at.
+    type Damage = fn(&[PathBuf]) -> i64;
+    let damages: [(&str, Damage); 4] = [
         ("flipped byte in a closed fragment", |files| {
             let mut bytes = std::fs::read(&files[2]).expect("read");
             let at = bytes.len() / 2;

@@ -55,7 +55,7 @@ fn crash_at<P: PartialEq + Send + Sync + 'static>(
             return false;
         }
         let visit = visits.fetch_add(1, Ordering::SeqCst) + 1;
-        if visit % every == 0 && done.load(Ordering::SeqCst) < crashes {
+        if visit.is_multiple_of(every) && done.load(Ordering::SeqCst) < crashes {
             done.fetch_add(1, Ordering::SeqCst);
             return true;
         }

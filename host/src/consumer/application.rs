@@ -91,8 +91,11 @@ pub trait TxnStore {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TxnStoreError>;
+    ) -> Result<Vec<KeyValue>, TxnStoreError>;
 }
+
+/// A store entry: key and value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// Publishes documents as part of the transaction (Gazette's
 /// `PublishUncommitted`): they are appended with the CONTINUE_TXN flag before

@@ -209,7 +209,8 @@ mod test {
 
     #[test]
     fn each_broken_field_is_named_in_the_error() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ShardSpec)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut ShardSpec)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("id", Box::new(|s| s.id = "a#b".into())),
             ("id", Box::new(|s| s.id = "abc".into())),
             ("sources", Box::new(|s| s.sources.clear())),
