@@ -39,6 +39,7 @@ fn spec() -> ShardSpec {
         disable_wait_for_ack: false,
         ring_buffer_size: 0,
         read_channel_size: 0,
+        labels: Default::default(),
     }
 }
 

@@ -206,6 +206,7 @@ pub fn counting_spec(
         disable_wait_for_ack: false,
         ring_buffer_size: 0,
         read_channel_size: 0,
+        labels: Default::default(),
     }
 }
 

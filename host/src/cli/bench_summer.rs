@@ -308,6 +308,7 @@ impl Bench {
                 disable_wait_for_ack: false,
                 ring_buffer_size: 0,
                 read_channel_size: 0,
+                labels: Default::default(),
             };
             spec.validate()?;
             journals.push(journal);

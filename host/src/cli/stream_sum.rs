@@ -298,6 +298,7 @@ pub async fn setup_journals(client: &dyn JournalClient, partitions: u32) -> Resu
             disable_wait_for_ack: false,
             ring_buffer_size: 0,
             read_channel_size: 0,
+            labels: Default::default(),
         };
         spec.validate()?;
         specs.push(spec);

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::spec::LabelSet;
 use crate::limits;
 
 /// One journal a shard reads.
@@ -52,6 +53,9 @@ pub struct ShardSpec {
     /// Capacity of the decoded-message channel; 0 means the default.
     #[serde(default)]
     pub read_channel_size: u32,
+    /// Labels of the shard (the label `id` is reserved).
+    #[serde(default)]
+    pub labels: LabelSet,
 }
 
 /// Why a spec is invalid; the message names the field.
@@ -141,6 +145,12 @@ impl ShardSpec {
                 "must not exceed max_txn_duration".into(),
             ));
         }
+        self.labels
+            .validate()
+            .map_err(|reason| err("labels", reason.to_string()))?;
+        if self.labels.get("id").is_some() {
+            return Err(err("labels", "the label `id` is reserved".into()));
+        }
         Ok(())
     }
 }
@@ -194,6 +204,7 @@ mod test {
             disable_wait_for_ack: false,
             ring_buffer_size: 0,
             read_channel_size: 0,
+            labels: Default::default(),
         }
     }
 
@@ -238,6 +249,7 @@ mod test {
                 "min_txn_duration",
                 Box::new(|s| s.min_txn_duration = Duration::from_secs(5)),
             ),
+            ("labels", Box::new(|s| _ = s.labels.insert("id", "x"))),
         ];
         for (field, mutate) in cases {
             let mut s = spec();
