@@ -12,15 +12,18 @@
 //!    never handed to the application;
 //! 2. **finalizes**: `finalize_txn`, then the sequencer checkpoint and the ACK
 //!    intents of everything published;
-//! 3. **commits**: waits until every published message is durably appended,
-//!    then appends one record (store writes + checkpoint) to the recovery
-//!    log. That append is the commit; a fenced primary's append is rejected;
-//! 4. **acknowledges**: appends the ACK intents. Every ACK is durable before
-//!    the next transaction consumes, because the next transaction's messages
-//!    must not reach a journal ahead of this one's ACK (an ACK rolls back its
-//!    producer's pending messages with larger clocks). Overlapping the next
-//!    transaction with this commit needs the publisher to hold those messages
-//!    behind the ACK, as Gazette's append service does; see the README.
+//! 3. **commits**, in the background: waits until every message it published
+//!    is durably appended, then appends one record (store writes +
+//!    checkpoint) to the recovery log. That append is the commit; a fenced
+//!    primary's append is rejected. Then its ACKs are appended.
+//!
+//! Transactions are pipelined: while one commits, the next one consumes. It
+//! reads the committing transaction's writes through its store overlay, and
+//! its published messages queue behind the committing transaction's ACKs,
+//! which are held until the commit is durable (an ACK must reach each journal
+//! before the next transaction's messages, or it would roll them back). The
+//! next transaction cannot start to commit before its predecessor's commit
+//! and ACKs are durable (Gazette's ordering, pitfall 8).
 //!
 //! A failure anywhere ends the term with an error: nothing of the current
 //! transaction was committed, and the supervisor ([`super::shard`]) starts a
@@ -31,11 +34,12 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::broker::protocol::{AppendRequest, BrokerError, JournalClient};
-use crate::message::{AtomicClock, Envelope, Publisher, ReadCommitted};
-use crate::store::{ShardStore, TxnOverlay};
+use crate::message::{AtomicClock, Envelope, HeldAcks, Publisher, ReadCommitted};
+use crate::store::{ShardStore, TxnOverlay, WriteSet};
 
 use super::checkpoint::Checkpoint;
 
@@ -135,7 +139,7 @@ pub(crate) async fn run_primary(
     progress: &watch::Sender<ShardProgress>,
     recovered: (ShardStore, Checkpoint),
 ) -> Result<TermEnd, ShardError> {
-    let (mut store, checkpoint) = recovered;
+    let (store, checkpoint) = recovered;
 
     // Re-append the last commit's ACKs verbatim (pitfall 3): this commits its
     // outputs if they were never acknowledged, and rolls back whatever a dead
@@ -186,12 +190,30 @@ pub(crate) async fn run_primary(
         },
         shard: Arc::from(spec.id.as_str()),
     };
+    // The store is `None` while a commit task owns it.
+    let mut store = Some(store);
+    let mut prev: Option<JoinHandle<Result<Committed, ShardError>>> = None;
     let mut committed_txns: u64 = 0;
+    let mut land = |result: Result<Result<Committed, ShardError>, tokio::task::JoinError>,
+                    store: &mut Option<ShardStore>|
+     -> Result<(), ShardError> {
+        let committed = result.map_err(|err| ShardError::Crashed(err.to_string()))??;
+        *store = Some(committed.store);
+        committed_txns += 1;
+        progress.send_modify(|p| {
+            p.committed_txns = committed_txns;
+            p.read_through = committed.read_through;
+        });
+        Ok(())
+    };
 
     loop {
         // --- Wait for the transaction's first message (or a stop). ---
         let first = loop {
             if *stop.borrow() {
+                if let Some(handle) = prev.take() {
+                    land(handle.await, &mut store)?;
+                }
                 return Ok(TermEnd::Stopped);
             }
             tokio::select! {
@@ -200,6 +222,7 @@ pub(crate) async fn run_primary(
                     if env.is_ack() { continue; }
                     break env;
                 }
+                result = wait_prev(&mut prev), if prev.is_some() => land(result, &mut store)?,
                 _ = stop.changed() => {}
             }
         };
@@ -250,8 +273,9 @@ pub(crate) async fn run_primary(
             if reading && now >= max_until {
                 reading = false;
             }
-            let blocks =
-                now < min_until || (!spec.disable_wait_for_ack && reading && reader.has_pending());
+            let blocks = prev.is_some()
+                || now < min_until
+                || (!spec.disable_wait_for_ack && reading && reader.has_pending());
             if !blocks {
                 // Poll only while reading: an envelope taken from the reader
                 // has advanced the sequencer, so dropping it would lose it.
@@ -280,6 +304,7 @@ pub(crate) async fn run_primary(
                     if !env.is_ack() { batch.push(env); }
                 }
                 _ = tokio::time::sleep_until(wake), if reading || now < min_until => {}
+                result = wait_prev(&mut prev), if prev.is_some() => land(result, &mut store)?,
             }
         }
 
@@ -295,44 +320,81 @@ pub(crate) async fn run_primary(
         check_fault(&config.faults, FaultPoint::AfterFinalize)?;
 
         let mut checkpoint = reader.checkpoint(config.prune_horizon);
-        checkpoint.ack_intents = publisher
-            .build_ack_intents()
+        let (intents, held) = publisher.hold_acks();
+        checkpoint.ack_intents = intents
             .into_iter()
             .map(|intent| (intent.journal, intent.bytes))
             .collect();
         checkpoint.module = config.module_digest.clone();
 
-        // --- Commit: outputs durable first, then the recovery-log record. ---
-        publisher.flush().await.map_err(ShardError::Publish)?;
-        check_fault(&config.faults, FaultPoint::BeforeCommit)?;
-        let writes = std::mem::replace(&mut work.store, store.begin_txn()).into_writes();
-        store.commit(writes, &checkpoint).await?;
-        work.store = store.begin_txn();
+        // --- Commit in the background; the next transaction consumes over
+        // this one's pending writes meanwhile, and its messages queue behind
+        // this one's held ACKs. ---
+        let home = store.take().ok_or_else(|| {
+            ShardError::Crashed("the store is owned by a commit in flight".into())
+        })?;
+        let own = std::mem::replace(&mut work.store, home.begin_txn());
+        let writes = Arc::new(own.into_writes());
+        work.store = home.begin_txn_over(writes.clone());
         work.publisher.messages = 0;
         work.publisher.bytes = 0;
-        committed_txns += 1;
-        check_fault(&config.faults, FaultPoint::AfterCommit)?;
-
-        // --- Acknowledge. The next transaction's messages must not reach a
-        // journal before this transaction's ACK does (an ACK rolls back its
-        // producer's pending messages with larger clocks), so every ACK is
-        // durable before the next transaction starts to publish. ---
-        for (index, (journal, bytes)) in checkpoint.ack_intents.iter().enumerate() {
-            append_ack(client.as_ref(), journal, bytes).await?;
-            if index == 0 {
-                check_fault(&config.faults, FaultPoint::DuringAcks)?;
-            }
-        }
-        let read_through = checkpoint
-            .sources
-            .iter()
-            .map(|(journal, cp)| (journal.clone(), cp.read_through))
-            .collect();
-        progress.send_modify(|p| {
-            p.committed_txns = committed_txns;
-            p.read_through = read_through;
-        });
+        prev = Some(tokio::spawn(commit_txn(
+            home,
+            held,
+            writes,
+            checkpoint,
+            config.faults.clone(),
+        )));
     }
+}
+
+/// A transaction that committed and was acknowledged.
+struct Committed {
+    store: ShardStore,
+    read_through: std::collections::BTreeMap<String, i64>,
+}
+
+/// Waits for the commit in flight (callers guard on `prev.is_some()`).
+async fn wait_prev(
+    prev: &mut Option<JoinHandle<Result<Committed, ShardError>>>,
+) -> Result<Result<Committed, ShardError>, tokio::task::JoinError> {
+    match prev.as_mut() {
+        Some(handle) => {
+            let result = handle.await;
+            *prev = None;
+            result
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Commits one transaction: its published messages durable first, then its
+/// recovery-log record (the commit), then its held ACKs are released and
+/// awaited. Returning early (an error, an injected crash) drops the held
+/// ACKs unreleased, so they are never appended.
+async fn commit_txn(
+    mut store: ShardStore,
+    held: HeldAcks,
+    writes: Arc<WriteSet>,
+    checkpoint: Checkpoint,
+    faults: Option<FaultHook>,
+) -> Result<Committed, ShardError> {
+    held.flush().await.map_err(ShardError::Publish)?;
+    check_fault(&faults, FaultPoint::BeforeCommit)?;
+    store.commit(&*writes, &checkpoint).await?;
+    check_fault(&faults, FaultPoint::AfterCommit)?;
+    held.release();
+    check_fault(&faults, FaultPoint::DuringAcks)?;
+    held.acknowledged().await.map_err(ShardError::Ack)?;
+    let read_through = checkpoint
+        .sources
+        .iter()
+        .map(|(journal, cp)| (journal.clone(), cp.read_through))
+        .collect();
+    Ok(Committed {
+        store,
+        read_through,
+    })
 }
 
 /// Appends an ACK intent, retrying transient failures. A journal deleted

@@ -84,7 +84,7 @@ pub use framing::{
     Frame, FramingError, LineDecoder, NDJSON, ack_document, extract_uuid, frame, frame_with_limit,
 };
 pub use mapping::{MappingError, fnv1a32, modulo_mapping, rendezvous_mapping};
-pub use publisher::{AckIntent, Publisher, PublisherConfig};
+pub use publisher::{AckIntent, HeldAcks, Publisher, PublisherConfig};
 pub use read_committed::{ReadCommitted, ReadError, ReaderConfig};
 pub use sequencer::{QueueOutcome, ReplayRange, Sequencer, SequencerError, Step};
 pub use uuid::{AtomicClock, Clock, Flags, ProducerId, build_uuid, parse_uuid};

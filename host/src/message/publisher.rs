@@ -33,7 +33,7 @@
 //! Publishing itself never blocks on I/O, so it may be called from blocking
 //! threads and from async code alike; `flush` is async.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -115,6 +115,92 @@ struct QueueState {
     failed: Option<FailedKind>,
     /// The publisher is gone: the flusher exits once the buffer is empty.
     closed: bool,
+    /// Held ACKs of committing transactions, in buffer order: bytes from a
+    /// gate's position on wait until the gate is released.
+    gates: VecDeque<Gate>,
+}
+
+/// A held position in a journal queue's buffer (see [`Publisher::hold_acks`]).
+struct Gate {
+    /// Offset in `QueueState::buf` of the held ACK.
+    at: usize,
+    /// Messages framed before the ACK.
+    framed: u64,
+    open: watch::Receiver<GateState>,
+}
+
+/// The state of the ACKs of a committing transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GateState {
+    /// The commit is not yet durable: the ACKs and every later message wait.
+    Held,
+    /// The commit is durable: the ACKs may be appended.
+    Released,
+    /// The commit failed: the ACKs must never be appended, and neither may
+    /// later messages (they belong to a term that is ending).
+    Aborted,
+}
+
+/// The ACKs of one transaction, queued in each journal ahead of the next
+/// transaction's messages but held until the transaction's commit is
+/// durable (Gazette's append dependencies on the commit barrier). Dropping it
+/// unreleased aborts: the ACKs are never appended.
+pub struct HeldAcks {
+    gate: watch::Sender<GateState>,
+    /// Per journal queue: messages framed before its ACK.
+    targets: Vec<(Arc<JournalQueue>, u64)>,
+}
+
+impl HeldAcks {
+    /// Waits until every message published before the ACKs is durably
+    /// appended (the commit barrier), or returns a queue's permanent error.
+    pub async fn flush(&self) -> Result<(), BrokerError> {
+        for (queue, target) in &self.targets {
+            wait_appended(queue, *target).await?;
+        }
+        Ok(())
+    }
+
+    /// Lets the ACKs (and the messages queued behind them) be appended.
+    pub fn release(&self) {
+        self.gate.send_replace(GateState::Released);
+    }
+
+    /// Waits until every ACK is durably appended.
+    pub async fn acknowledged(&self) -> Result<(), BrokerError> {
+        for (queue, target) in &self.targets {
+            wait_appended(queue, *target + 1).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HeldAcks {
+    fn drop(&mut self) {
+        self.gate.send_if_modified(|state| {
+            if *state == GateState::Held {
+                *state = GateState::Aborted;
+                true
+            } else {
+                false
+            }
+        });
+        for (queue, _) in &self.targets {
+            queue.wake.notify_one();
+        }
+    }
+}
+
+async fn wait_appended(queue: &JournalQueue, target: u64) -> Result<(), BrokerError> {
+    let mut progress = queue.progress.subscribe();
+    let reached = progress
+        .wait_for(|p| p.appended >= target || p.failed.is_some())
+        .await
+        .map_err(|_| BrokerError::Unavailable("publisher flusher stopped".to_string()))?;
+    match &reached.failed {
+        Some(err) if reached.appended < target => Err(replicate(&queue.journal, err)),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,6 +284,43 @@ impl Publisher {
                 }
             })
             .collect()
+    }
+
+    /// Like [`build_ack_intents`](Self::build_ack_intents), and also queues
+    /// each ACK in its journal's queue right away, held: messages published
+    /// after this call line up behind the ACK, so they can never reach the
+    /// journal before it (an ACK rolls back its producer's pending messages
+    /// with larger clocks). [`HeldAcks::release`] lets them go once the
+    /// transaction's commit is durable. This is what lets the next
+    /// transaction publish while this one commits.
+    pub fn hold_acks(&self) -> (Vec<AckIntent>, HeldAcks) {
+        let journals = std::mem::take(&mut *lock(&self.intents));
+        let (gate, open) = watch::channel(GateState::Held);
+        let mut intents = Vec::with_capacity(journals.len());
+        let mut targets = Vec::with_capacity(journals.len());
+        for journal in journals {
+            let queue = self.queue(&journal);
+            let bytes = {
+                let mut state = lock(&queue.state);
+                // Tick under the queue's lock: clock order is journal order.
+                let uuid = build_uuid(self.producer, self.clock.tick(), Flags::AckTxn);
+                let bytes = ack_document(&uuid);
+                let at = state.buf.len();
+                let framed = state.framed;
+                state.gates.push_back(Gate {
+                    at,
+                    framed,
+                    open: open.clone(),
+                });
+                state.buf.extend_from_slice(&bytes);
+                state.framed += 1;
+                targets.push((queue.clone(), framed));
+                bytes
+            };
+            queue.wake.notify_one();
+            intents.push(AckIntent { journal, bytes });
+        }
+        (intents, HeldAcks { gate, targets })
     }
 
     /// Waits until every message published before the call is durably
@@ -296,20 +419,34 @@ async fn run_flusher(
     config: PublisherConfig,
 ) {
     loop {
-        let batch = {
+        let next = {
             let mut state = lock(&queue.state);
-            if state.buf.is_empty() {
-                if state.closed {
-                    return;
-                }
-                None
-            } else {
-                Some((std::mem::take(&mut state.buf), state.framed))
-            }
+            next_batch(&mut state)
         };
-        let Some((buf, framed)) = batch else {
-            queue.wake.notified().await;
-            continue;
+        let (buf, framed) = match next {
+            Next::Append(buf, framed) => (buf, framed),
+            Next::Idle { closed: true } => return,
+            Next::Idle { closed: false } => {
+                queue.wake.notified().await;
+                continue;
+            }
+            Next::Held(mut open) => {
+                tokio::select! {
+                    _ = open.changed() => {}
+                    _ = queue.wake.notified() => {}
+                }
+                continue;
+            }
+            Next::Aborted => {
+                let err = BrokerError::Unavailable(
+                    "a held acknowledgement was aborted: its commit failed".to_string(),
+                );
+                lock(&queue.state).failed = Some(FailedKind::Other);
+                queue
+                    .progress
+                    .send_modify(|p| p.failed = Some(Arc::new(err)));
+                return;
+            }
         };
         match append_all(client.as_ref(), &queue.journal, buf, &config).await {
             Ok(()) => queue.progress.send_modify(|p| p.appended = framed),
@@ -323,6 +460,52 @@ async fn run_flusher(
                     .progress
                     .send_modify(|p| p.failed = Some(Arc::new(err)));
                 return;
+            }
+        }
+    }
+}
+
+/// What the flusher does next.
+enum Next {
+    /// Append these bytes; afterwards this many messages are appended.
+    Append(Vec<u8>, u64),
+    /// Nothing to append (and, if `closed`, nothing ever will be).
+    Idle { closed: bool },
+    /// The buffer starts with a held ACK: wait for its gate.
+    Held(watch::Receiver<GateState>),
+    /// The buffer starts with an aborted ACK: stop.
+    Aborted,
+}
+
+/// Takes the next appendable prefix of the buffer: everything up to the
+/// first held gate.
+fn next_batch(state: &mut QueueState) -> Next {
+    loop {
+        let Some(front) = state.gates.front() else {
+            if state.buf.is_empty() {
+                return Next::Idle {
+                    closed: state.closed,
+                };
+            }
+            return Next::Append(std::mem::take(&mut state.buf), state.framed);
+        };
+        if front.at > 0 {
+            let at = front.at;
+            let framed = front.framed;
+            let rest = state.buf.split_off(at);
+            let head = std::mem::replace(&mut state.buf, rest);
+            for gate in state.gates.iter_mut() {
+                gate.at -= at;
+            }
+            return Next::Append(head, framed);
+        }
+        let open = *front.open.borrow();
+        match open {
+            GateState::Held => return Next::Held(front.open.clone()),
+            GateState::Aborted => return Next::Aborted,
+            // The ACK is at the front now: appendable with what follows it.
+            GateState::Released => {
+                state.gates.pop_front();
             }
         }
     }
@@ -483,6 +666,71 @@ mod test {
                 .all(|l| l.0 == publisher.producer() && l.2 == Flags::OutsideTxn)
         );
         assert!(lines[0].3.starts_with("{\"UUID\":\""));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn held_acks_precede_later_messages_and_wait_for_release() {
+        let journals = MemJournals::with_journals(&["a"], 1024);
+        let publisher = publisher(&journals);
+        publisher
+            .publish_uncommitted("a", b"{\"n\":1}")
+            .expect("publish");
+        let (intents, held) = publisher.hold_acks();
+        assert_eq!(intents.len(), 1);
+        // The next transaction publishes while the first one commits.
+        publisher
+            .publish_uncommitted("a", b"{\"n\":2}")
+            .expect("publish");
+        held.flush()
+            .await
+            .expect("the first transaction's message is appended");
+        let docs = |journals: &MemJournals| -> Vec<String> {
+            lines(journals, "a")
+                .into_iter()
+                .map(|(_, _, flags, doc)| format!("{flags:?} {doc}"))
+                .collect()
+        };
+        assert_eq!(
+            docs(&journals).len(),
+            1,
+            "nothing passes a held ACK: {:?}",
+            docs(&journals)
+        );
+        held.release();
+        held.acknowledged().await.expect("the ACK is appended");
+        publisher.flush().await.expect("flush");
+        let appended = docs(&journals);
+        assert_eq!(appended.len(), 3, "{appended:?}");
+        assert!(
+            appended[1].starts_with("AckTxn"),
+            "the ACK comes before the next message: {appended:?}"
+        );
+        assert!(appended[2].contains("\"n\":2"), "{appended:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_aborted_held_ack_is_never_appended() {
+        let journals = MemJournals::with_journals(&["a"], 1024);
+        let publisher = publisher(&journals);
+        publisher
+            .publish_uncommitted("a", b"{\"n\":1}")
+            .expect("publish");
+        let (_intents, held) = publisher.hold_acks();
+        publisher
+            .publish_uncommitted("a", b"{\"n\":2}")
+            .expect("publish");
+        held.flush().await.expect("flush before the gate");
+        drop(held); // the commit failed
+        assert!(
+            publisher.flush().await.is_err(),
+            "later messages of a dying term fail"
+        );
+        let appended = lines(&journals, "a");
+        assert_eq!(
+            appended.len(),
+            1,
+            "only the message before the aborted ACK: {appended:?}"
+        );
     }
 
     #[tokio::test]

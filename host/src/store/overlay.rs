@@ -124,6 +124,9 @@ fn mutation_len(mutation: &Mutation) -> usize {
 /// A transaction in progress over a [`ShardStore`](super::ShardStore).
 pub struct TxnOverlay {
     db: Arc<LocalDb>,
+    /// Writes of a predecessor transaction that is still committing: they
+    /// shadow RocksDB, and this transaction's own writes shadow them.
+    pending: Option<Arc<WriteSet>>,
     writes: WriteSet,
     config: StoreConfig,
 }
@@ -132,9 +135,15 @@ impl TxnOverlay {
     pub(crate) fn new(db: Arc<LocalDb>, config: StoreConfig) -> Self {
         TxnOverlay {
             db,
+            pending: None,
             writes: WriteSet::new(),
             config,
         }
+    }
+
+    pub(crate) fn over(mut self, pending: Arc<WriteSet>) -> Self {
+        self.pending = Some(pending);
+        self
     }
 
     /// The transaction's writes, to pass to
@@ -184,7 +193,11 @@ impl TxnStore for TxnOverlay {
         match self.writes.get(key) {
             Some(Mutation::Put(value)) => Ok(Some(value.clone())),
             Some(Mutation::Delete) => Ok(None),
-            None => self.db.get(key).map_err(failed),
+            None => match self.pending.as_ref().and_then(|pending| pending.get(key)) {
+                Some(Mutation::Put(value)) => Ok(Some(value.clone())),
+                Some(Mutation::Delete) => Ok(None),
+                None => self.db.get(key).map_err(failed),
+            },
         }
     }
 
@@ -233,7 +246,16 @@ impl TxnStore for TxnOverlay {
         }
         let mut committed = self.db.db().raw_iterator_cf_opt(cf, options);
         committed.seek(start);
-        let mut own = self.writes.range(start, end).peekable();
+        // This transaction's writes over the pending predecessor's.
+        let layered: Vec<(&Vec<u8>, &Mutation)> = match &self.pending {
+            None => self.writes.range(start, end).collect(),
+            Some(pending) => {
+                let mut merged: BTreeMap<&Vec<u8>, &Mutation> = pending.range(start, end).collect();
+                merged.extend(self.writes.range(start, end));
+                merged.into_iter().collect()
+            }
+        };
+        let mut own = layered.into_iter().peekable();
 
         while out.len() < limit {
             let from_db = committed.key();
@@ -409,5 +431,33 @@ mod test {
         txn.put(b"k3", b"1").expect("19 bytes");
         assert_eq!(txn.writes().bytes(), 19);
         assert!(txn.get(b"k3").expect("get").is_some());
+    }
+
+    #[test]
+    fn a_pending_predecessor_shadows_committed_state_and_is_shadowed_by_own_writes() {
+        let (_dir, overlay) = overlay(
+            &[("a", "1"), ("b", "1"), ("c", "1")],
+            StoreConfig::default(),
+        );
+        let mut pending = WriteSet::new();
+        pending.insert(b"b".to_vec(), Mutation::Put(b"2".to_vec()));
+        pending.insert(b"c".to_vec(), Mutation::Delete);
+        pending.insert(b"d".to_vec(), Mutation::Put(b"2".to_vec()));
+        let mut txn = overlay.over(Arc::new(pending));
+        txn.put(b"d", b"3").expect("put");
+        assert_eq!(txn.get(b"a").expect("get"), Some(b"1".to_vec()));
+        assert_eq!(txn.get(b"b").expect("get"), Some(b"2".to_vec()));
+        assert_eq!(txn.get(b"c").expect("get"), None);
+        assert_eq!(txn.get(b"d").expect("get"), Some(b"3".to_vec()));
+        assert_eq!(
+            strings(txn.scan(b"", b"", 10).expect("scan")),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "2".into()),
+                ("d".into(), "3".into())
+            ]
+        );
+        // Only the transaction's own writes are committed with it.
+        assert_eq!(txn.into_writes().len(), 1);
     }
 }

@@ -107,6 +107,14 @@ impl ShardStore {
         TxnOverlay::new(Arc::clone(&self.db), self.config.clone())
     }
 
+    /// Starts a transaction over the committed state plus `pending`, the
+    /// writes of a previous transaction that is still committing, so that a
+    /// transaction can consume while its predecessor commits. The caller
+    /// must not commit it before the predecessor's commit succeeded.
+    pub fn begin_txn_over(&self, pending: Arc<WriteSet>) -> TxnOverlay {
+        TxnOverlay::new(Arc::clone(&self.db), self.config.clone()).over(pending)
+    }
+
     /// The recovery log journal.
     pub fn log(&self) -> &str {
         &self.log
@@ -135,9 +143,10 @@ impl ShardStore {
     /// transaction committed, and it must not be acknowledged.
     pub async fn commit(
         &mut self,
-        writes: WriteSet,
+        writes: impl std::borrow::Borrow<WriteSet>,
         checkpoint: &Checkpoint,
     ) -> Result<CommitReceipt, StoreError> {
+        let writes: &WriteSet = writes.borrow();
         if let Some(reason) = &self.poisoned {
             return Err(StoreError::Poisoned(reason.clone()));
         }
@@ -153,7 +162,7 @@ impl ShardStore {
         })?;
         // Until the commit finishes, the replayer is out of `self`: a commit
         // future dropped mid-way leaves the store refusing further commits.
-        let (result, replayer) = self.commit_with(replayer, &writes, checkpoint).await;
+        let (result, replayer) = self.commit_with(replayer, writes, checkpoint).await;
         self.replayer = replayer;
         if let Err(err) = &result
             && self.poisoned.is_none()
