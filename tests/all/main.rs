@@ -4,5 +4,6 @@ mod broker;
 mod consumer_kill;
 mod exactly_once;
 mod hostile;
+mod native_summer;
 mod shard_recovery;
 mod stream_sum;
