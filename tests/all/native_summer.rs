@@ -2,15 +2,15 @@
 //! real journals, a real shard and RocksDB store: every stream's committed
 //! sum equals its expected CRC-64/XZ, and each is committed exactly once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_tests::open_broker;
-use weir::broker::protocol::{AppendRequest, JournalClient};
+use integration_tests::{open_broker, read_committed_through_barrier};
+use weir::broker::protocol::JournalClient;
 use weir::cli::stream_sum::{names, setup_journals};
 use weir::consumer::{AppFactory, ShardConfig, spawn_shard};
-use weir::message::{AtomicClock, Publisher, ReadCommitted};
+use weir::message::{AtomicClock, Publisher};
 use weir::stream_sum::sum::{StreamId, Sum};
 use weir::stream_sum::{NativeSummer, StreamGenerator};
 
@@ -58,38 +58,8 @@ async fn the_native_summer_commits_every_expected_sum_exactly_once() {
     shard.stop().await;
 
     // Audit the sums journal read-committed, through a barrier.
-    let barrier = client
-        .append(AppendRequest {
-            journal: names::SUMS.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut reader = ReadCommitted::new(
-        client.clone(),
-        vec![(names::SUMS.to_string(), 0)],
-        &BTreeMap::new(),
-        1024,
-        1024,
-    )
-    .unwrap();
     let mut seen: HashMap<StreamId, Sum> = HashMap::new();
-    loop {
-        let through = reader
-            .checkpoint(Duration::from_secs(86_400))
-            .sources
-            .get(names::SUMS)
-            .map_or(0, |source| source.read_through);
-        if through >= barrier.end {
-            break;
-        }
-        let Ok(env) = tokio::time::timeout(Duration::from_millis(200), reader.next()).await else {
-            continue;
-        };
-        let env = env.unwrap();
-        if env.is_ack() {
-            continue;
-        }
+    for env in read_committed_through_barrier(client.clone(), names::SUMS).await {
         let sum = Sum::parse(&env.doc).unwrap();
         assert_eq!(
             Some(&sum),

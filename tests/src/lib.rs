@@ -109,52 +109,11 @@ pub async fn verify_counts(
     messages: u64,
 ) {
     use std::collections::BTreeMap;
-    use std::time::Duration;
     use weir::consumer::TxnStore;
-    use weir::message::ReadCommitted;
     use weir::store::{ShardStore, StoreConfig};
 
-    let barrier = client
-        .append(weir::broker::protocol::AppendRequest {
-            journal: output.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("a write barrier on the output");
-    let mut reader = ReadCommitted::new(
-        client.clone(),
-        vec![(output.to_string(), 0)],
-        &BTreeMap::new(),
-        1024,
-        1024,
-    )
-    .expect("a reader of the output");
-    // Read until the reader has read through the barrier. Its read-through
-    // offset passes a committed message only once it was delivered, while a
-    // dead primary's never-acknowledged tail is skipped, not waited for.
     let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let through = reader
-            .checkpoint(Duration::from_secs(86_400))
-            .sources
-            .get(output)
-            .map_or(0, |s| s.read_through);
-        if through >= barrier.end {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "outputs are read through {} within 30 s (at {through})",
-            barrier.end
-        );
-        let env = match tokio::time::timeout(Duration::from_millis(50), reader.next()).await {
-            Ok(env) => env.expect("outputs decode"),
-            Err(_) => continue,
-        };
-        if env.is_ack() {
-            continue;
-        }
+    for env in read_committed_through_barrier(client.clone(), output).await {
         let doc: serde_json::Value = serde_json::from_slice(&env.doc).expect("outputs are JSON");
         assert_eq!(doc["count"], 1, "a message affected the store twice: {doc}");
         *seen.entry(doc["n"].as_u64().expect("n")).or_default() += 1;
@@ -233,4 +192,57 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .with_test_writer()
         .try_init();
+}
+
+/// Every committed, non-ACK message of `journal` up to a write barrier,
+/// read by an independent read-committed reader. It stops once its
+/// read-through offset passes the barrier: a committed message is passed
+/// only once delivered, while a dead primary's never-acknowledged tail is
+/// skipped rather than waited for.
+pub async fn read_committed_through_barrier(
+    client: Arc<dyn JournalClient>,
+    journal: &str,
+) -> Vec<weir::message::Envelope> {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    let barrier = client
+        .append(weir::broker::protocol::AppendRequest {
+            journal: journal.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a write barrier");
+    let mut reader = weir::message::ReadCommitted::new(
+        client.clone(),
+        vec![(journal.to_string(), 0)],
+        &BTreeMap::new(),
+        1024,
+        1024,
+    )
+    .expect("a reader");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    loop {
+        let through = reader
+            .checkpoint(Duration::from_secs(86_400))
+            .sources
+            .get(journal)
+            .map_or(0, |s| s.read_through);
+        if through >= barrier.end {
+            return out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{journal} is read through {} within 30 s (at {through})",
+            barrier.end
+        );
+        let Ok(env) = tokio::time::timeout(Duration::from_millis(50), reader.next()).await else {
+            continue;
+        };
+        let env = env.expect("messages decode");
+        if !env.is_ack() {
+            out.push(env);
+        }
+    }
 }
