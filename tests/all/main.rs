@@ -5,5 +5,6 @@ mod consumer_kill;
 mod exactly_once;
 mod hostile;
 mod native_summer;
+mod regression;
 mod shard_recovery;
 mod stream_sum;
