@@ -68,16 +68,8 @@ struct Phase {
 impl BenchJournals {
     /// Runs every phase and prints the table.
     pub async fn execute(self) -> anyhow::Result<()> {
-        let temp;
-        let dir = match &self.data_dir {
-            Some(dir) => dir.clone(),
-            None => {
-                temp = tempfile::Builder::new()
-                    .prefix("weir-bench-journals-")
-                    .tempdir()?;
-                temp.path().to_path_buf()
-            }
-        };
+        let (dir, _temp) =
+            super::data_dir_or_temp(self.data_dir.as_deref(), "weir-bench-journals-")?;
         let backend = Arc::new(FsBackend::new());
         let config = BrokerConfig::with_backend(backend.clone());
         let broker = Broker::open(&dir, config)

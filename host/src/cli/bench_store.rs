@@ -45,16 +45,7 @@ pub struct BenchStore {
 impl BenchStore {
     /// Runs every phase and prints the table.
     pub async fn execute(self) -> anyhow::Result<()> {
-        let temp;
-        let dir = match &self.data_dir {
-            Some(dir) => dir.clone(),
-            None => {
-                temp = tempfile::Builder::new()
-                    .prefix("weir-bench-store-")
-                    .tempdir()?;
-                temp.path().to_path_buf()
-            }
-        };
+        let (dir, _temp) = super::data_dir_or_temp(self.data_dir.as_deref(), "weir-bench-store-")?;
         let broker = Broker::open(dir.join("broker"), BrokerConfig::default())
             .await
             .context("opening the broker")?;

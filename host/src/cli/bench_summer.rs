@@ -145,16 +145,7 @@ struct Bench {
 impl BenchSummer {
     /// Runs both phases and prints the figures.
     pub async fn execute(self) -> Result<()> {
-        let temp;
-        let dir = match &self.data_dir {
-            Some(dir) => dir.clone(),
-            None => {
-                temp = tempfile::Builder::new()
-                    .prefix("weir-bench-summer-")
-                    .tempdir()?;
-                temp.path().to_path_buf()
-            }
-        };
+        let (dir, _temp) = super::data_dir_or_temp(self.data_dir.as_deref(), "weir-bench-summer-")?;
         let broker = Broker::open(dir.join("broker"), BrokerConfig::default())
             .await
             .context("opening the broker")?;

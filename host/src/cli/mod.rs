@@ -63,6 +63,25 @@ impl Cli {
     }
 }
 
+/// A command's data directory: `given`, or a new temporary directory named
+/// with `prefix` that lives as long as the returned guard (and is removed
+/// with it).
+pub(crate) fn data_dir_or_temp(
+    given: Option<&std::path::Path>,
+    prefix: &str,
+) -> anyhow::Result<(std::path::PathBuf, Option<tempfile::TempDir>)> {
+    match given {
+        Some(dir) => Ok((dir.to_path_buf(), None)),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .map_err(|err| anyhow::anyhow!("creating a temporary data directory: {err}"))?;
+            Ok((temp.path().to_path_buf(), Some(temp)))
+        }
+    }
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));

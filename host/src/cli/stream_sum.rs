@@ -119,14 +119,8 @@ impl StreamSumCommand {
     /// verified (or the run was interrupted). The broker is shut down before
     /// it returns, so the data directory can be opened again.
     pub async fn run(&self) -> Result<StreamSumOutcome> {
-        let temp;
-        let data_dir = match &self.data_dir {
-            Some(dir) => dir.clone(),
-            None => {
-                temp = tempfile::tempdir().context("creating a temporary data directory")?;
-                temp.path().to_path_buf()
-            }
-        };
+        let (data_dir, _temp) =
+            super::data_dir_or_temp(self.data_dir.as_deref(), "weir-stream-sum-")?;
         let summer_wasm = read_component(self.summer.as_deref(), guests::SUMMER_WASM)?;
         let chunker_wasm = read_component(self.chunker.as_deref(), guests::CHUNKER_WASM)?;
 
