@@ -10,9 +10,9 @@ setup:
 demo: setup
 	cargo run --release -p weir -- stream-sum
 
-# The whole test suite (host unit tests + the integration test binary).
+# The whole test suite: host and guest unit tests, the integration test binary.
 test: setup
-	cargo test --release
+	cargo test --release --workspace
 
 bench: setup
 	cargo run --release -p weir -- bench journals

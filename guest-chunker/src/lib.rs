@@ -37,12 +37,12 @@ mod bindings {
 
 use bindings::weir::guest::journals::{self, JournalError, Label, LabelSelector, Outgoing, Reader};
 use bindings::weir::guest::{clock, log};
-use bindings::{Config, Guest, Latency, Report};
+use bindings::{Config, Failure, Guest, Latency, Report};
 
 struct Chunker;
 
 impl Guest for Chunker {
-    fn run(config: Config) -> Result<Report, String> {
+    fn run(config: Config) -> Result<Report, Failure> {
         let config = run::Config {
             streams: config.streams,
             chunks: config.chunks,
@@ -50,19 +50,28 @@ impl Guest for Chunker {
             seed: config.seed,
             timeout_ms: config.timeout_ms,
         };
-        let report = run::run(&mut WasmHost { sums: None }, &config)?;
-        Ok(Report {
-            streams_verified: report.streams_verified,
-            chunks_published: report.chunks_published,
-            sums_read: report.sums_read,
-            foreign_sums: report.foreign_sums,
-            latency: Latency {
-                samples: report.latency.samples,
-                p50_us: report.latency.p50_us,
-                p99_us: report.latency.p99_us,
-                max_us: report.latency.max_us,
-            },
-        })
+        match run::run(&mut WasmHost { sums: None }, &config) {
+            Ok(report) => Ok(wit_report(report)),
+            Err(failure) => Err(Failure {
+                reason: failure.reason,
+                partial: wit_report(failure.partial),
+            }),
+        }
+    }
+}
+
+fn wit_report(report: run::Report) -> Report {
+    Report {
+        streams_verified: report.streams_verified,
+        chunks_published: report.chunks_published,
+        sums_read: report.sums_read,
+        foreign_sums: report.foreign_sums,
+        latency: Latency {
+            samples: report.latency.samples,
+            p50_us: report.latency.p50_us,
+            p99_us: report.latency.p99_us,
+            max_us: report.latency.max_us,
+        },
     }
 }
 

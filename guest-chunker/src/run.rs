@@ -93,7 +93,7 @@ pub struct Config {
     pub timeout_ms: Option<u32>,
 }
 
-/// What a successful run did.
+/// What a run did (all of it, or up to its failure).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// Streams whose sum arrived and matched.
@@ -108,20 +108,35 @@ pub struct Report {
     pub latency: Summary,
 }
 
+/// Why a run stopped early, and what it had done by then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong (or `the job was cancelled`).
+    pub reason: String,
+    /// The counts and latencies up to the failure.
+    pub partial: Report,
+}
+
 /// Runs the chunker to completion (never, for infinite streams, unless it
-/// fails).
-pub fn run(host: &mut impl Host, config: &Config) -> Result<Report, String> {
+/// fails or is cancelled).
+pub fn run(host: &mut impl Host, config: &Config) -> Result<Report, Failure> {
+    let no_partial = |reason: String| Failure {
+        reason,
+        partial: Report::default(),
+    };
     if config.workers == 0 {
-        return Err("the chunker needs at least one worker".to_string());
+        return Err(no_partial(
+            "the chunker needs at least one worker".to_string(),
+        ));
     }
-    let partitions = host.list_chunk_partitions()?;
+    let partitions = host.list_chunk_partitions().map_err(no_partial)?;
     let mapping = ModuloMapping::new(partitions).ok_or_else(|| {
-        format!(
+        no_partial(format!(
             "no chunk partitions: no journal is labeled {MESSAGE_TYPE_LABEL}={CHUNK_MESSAGE_TYPE}"
-        )
+        ))
     })?;
-    let head = host.write_barrier(SUMS_JOURNAL)?;
-    host.open_sums(head)?;
+    let head = host.write_barrier(SUMS_JOURNAL).map_err(no_partial)?;
+    host.open_sums(head).map_err(no_partial)?;
     let seed = match config.seed {
         Some(seed) => seed,
         None => host.seed(),
@@ -148,20 +163,32 @@ pub fn run(host: &mut impl Host, config: &Config) -> Result<Report, String> {
         latencies: Latencies::default(),
         report: Report::default(),
     };
-    loop {
-        run.emit_round(host, &mapping, config.chunks)?;
+    let outcome = loop {
+        if let Err(reason) = run.emit_round(host, &mapping, config.chunks) {
+            break Err(reason);
+        }
         let waiting = run.workers.iter().any(|w| w.waiting.is_some());
         if !waiting {
             if run.workers.iter().all(Worker::is_done) {
-                break;
+                break Ok(());
             }
             continue;
         }
-        run.read_sums(host)?;
-    }
+        if let Err(reason) = run.read_sums(host) {
+            break Err(reason);
+        }
+    };
     run.report.latency = run.latencies.summary();
-    host.log(Level::Info, &format!("chunker done: {:?}", run.report));
-    Ok(run.report)
+    match outcome {
+        Ok(()) => {
+            host.log(Level::Info, &format!("chunker done: {:?}", run.report));
+            Ok(run.report)
+        }
+        Err(reason) => Err(Failure {
+            reason,
+            partial: run.report,
+        }),
+    }
 }
 
 /// The state of one run.
@@ -574,28 +601,36 @@ mod test {
     #[test]
     fn a_mismatched_sum_fails_the_run() {
         let mut host = FakeHost::new(Summer::CorruptValue);
-        let err = run(&mut host, &config(2, 3, 2)).unwrap_err();
+        let err = run(&mut host, &config(2, 3, 2)).unwrap_err().reason;
         assert!(err.starts_with("mis-matched sum!"), "{err}");
     }
 
     #[test]
     fn a_sum_committed_twice_fails_the_run() {
         let mut host = FakeHost::new(Summer::DuplicateSums);
-        let err = run(&mut host, &config(3, 2, 1)).unwrap_err();
-        assert!(err.starts_with("duplicate sum!"), "{err}");
+        let failure = run(&mut host, &config(3, 2, 1)).unwrap_err();
+        assert!(
+            failure.reason.starts_with("duplicate sum!"),
+            "{}",
+            failure.reason
+        );
+        // The failure still reports what the run did before it.
+        assert_eq!(failure.partial.streams_verified, 1);
+        assert!(failure.partial.chunks_published >= 3);
+        assert_eq!(failure.partial.latency.samples, 1);
     }
 
     #[test]
     fn a_sum_before_the_final_chunk_fails_the_run() {
         let mut host = FakeHost::new(Summer::Premature);
-        let err = run(&mut host, &config(3, 4, 1)).unwrap_err();
+        let err = run(&mut host, &config(3, 4, 1)).unwrap_err().reason;
         assert!(err.starts_with("premature sum!"), "{err}");
     }
 
     #[test]
     fn a_missing_sum_walks_the_ladder_then_times_out_at_forty_seconds() {
         let mut host = FakeHost::new(Summer::Silent);
-        let err = run(&mut host, &config(1, 2, 1)).unwrap_err();
+        let err = run(&mut host, &config(1, 2, 1)).unwrap_err().reason;
         assert!(err.starts_with("timeout waiting for expected sum"), "{err}");
         assert!(err.contains("after 40000 ms"), "{err}");
         let warnings: Vec<&String> = host
@@ -620,12 +655,14 @@ mod test {
         assert!(
             run(&mut host, &config(1, 1, 1))
                 .unwrap_err()
+                .reason
                 .contains("no chunk partitions")
         );
         let mut host = FakeHost::new(Summer::Honest);
         assert!(
             run(&mut host, &config(1, 1, 0))
                 .unwrap_err()
+                .reason
                 .contains("at least one worker")
         );
     }

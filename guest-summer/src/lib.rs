@@ -1,22 +1,19 @@
 //! Gazette's stream-sum **summer** as a weir consumer component.
 //!
 //! Each shard reads one chunk partition. For every chunk the summer folds the
-//! chunk's data into its stream's running CRC-64/XZ [`Sum`]; when the
+//! chunk's data into its stream's running CRC-64/XZ [`sum::Sum`]; when the
 //! stream's final (empty) chunk arrives it publishes the final sum to
-//! `examples/stream-sum/sums` as part of the transaction.
+//! `examples/stream-sum/sums` as part of the transaction. The logic is
+//! [`summer::Summer`] (see its docs for state and guarantees); this crate's
+//! wasm build wires it to the component's exports and imports, and the host
+//! links the same code natively.
 //!
-//! State: sums touched by the current transaction live in a cache, loaded
-//! from the store on a miss (key = the 16 raw stream-id bytes, value = the
-//! sum's JSON) and written back in `finalize-txn`, so the store and the
-//! shard's checkpoint commit together. Nothing survives in memory across
-//! transactions that is not in the store: after a rollback the host starts a
-//! fresh instance.
-//!
-//! Guarantees: a lost, repeated or reordered chunk (a SeqNo that is not the
-//! next one) or a stored sum under the wrong id fails the transaction with an
-//! error naming the stream; it is never skipped. ACK envelopes are ignored.
+//! Nothing survives in memory across transactions that is not in the store:
+//! after a rollback the host starts a fresh instance. ACK envelopes are
+//! ignored.
 
 pub mod sum;
+pub mod summer;
 
 /// Where final sums are published.
 pub const SUMS_JOURNAL: &str = "examples/stream-sum/sums";
@@ -26,12 +23,10 @@ pub const SUMS_JOURNAL: &str = "examples/stream-sum/sums";
 /// the crate must not define the component's unmangled export symbols.
 #[cfg(target_arch = "wasm32")]
 mod guest {
-    use super::SUMS_JOURNAL;
-    use super::sum::{self, Chunk, Progress, StreamId, Sum};
+    use super::sum;
+    use super::summer::{Summer, SummerError, SummerHost};
 
     use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::collections::hash_map::Entry;
 
     /// The generated canonical-ABI glue, the crate's only unsafe code.
     #[allow(
@@ -45,10 +40,11 @@ mod guest {
             world: "consumer",
         });
 
-        use super::Summer;
-        export!(Summer with_types_in self);
+        use super::Component;
+        export!(Component with_types_in self);
     }
 
+    use bindings::weir::guest::types::Batch;
     use bindings::weir::guest::{publisher, store};
     use bindings::{Envelope, Guest, IndexedError};
 
@@ -56,100 +52,99 @@ mod guest {
     const ACK_TXN: u16 = 0x2;
 
     thread_local! {
-        /// Sums read or updated in the current transaction, flushed by
-        /// `finalize-txn`.
-        static CACHE: RefCell<HashMap<StreamId, Sum>> = RefCell::new(HashMap::new());
+        /// The instance's summer: its cache holds the current transaction's
+        /// sums until `finalize-txn`.
+        static SUMMER: RefCell<Summer> = RefCell::new(Summer::new());
     }
 
-    struct Summer;
+    struct Component;
 
-    impl Guest for Summer {
+    impl Guest for Component {
         fn consume_message(envelope: Envelope) -> Result<(), String> {
-            consume(&envelope)
+            if envelope.uuid_flags == ACK_TXN {
+                return Ok(());
+            }
+            SUMMER.with(|summer| {
+                summer
+                    .borrow_mut()
+                    .consume(&mut Imports, &envelope.doc)
+                    .map_err(|err| describe(err, &envelope.journal, envelope.begin))
+            })
         }
 
-        fn consume_messages(envelopes: Vec<Envelope>) -> Result<(), IndexedError> {
-            for (index, envelope) in envelopes.iter().enumerate() {
-                consume(envelope).map_err(|message| IndexedError {
-                    index: u32::try_from(index).unwrap_or(u32::MAX),
-                    message,
-                })?;
-            }
-            Ok(())
+        fn consume_messages(batch: Batch) -> Result<(), IndexedError> {
+            SUMMER.with(|summer| {
+                let mut summer = summer.borrow_mut();
+                for (index, message) in batch.messages.iter().enumerate() {
+                    if message.uuid_flags == ACK_TXN {
+                        continue;
+                    }
+                    let fail = |message: String| IndexedError {
+                        index: u32::try_from(index).unwrap_or(u32::MAX),
+                        message,
+                    };
+                    let start = message.doc_offset as usize;
+                    let doc = start
+                        .checked_add(message.doc_len as usize)
+                        .and_then(|end| batch.docs.get(start..end))
+                        .ok_or_else(|| {
+                            fail(format!(
+                                "the host sent a document outside the batch at {}@{}",
+                                batch.journal, message.begin
+                            ))
+                        })?;
+                    summer
+                        .consume(&mut Imports, doc)
+                        .map_err(|err| fail(describe(err, &batch.journal, message.begin)))?;
+                }
+                Ok(())
+            })
         }
 
         fn finalize_txn() -> Result<(), String> {
-            let sums: Vec<Sum> =
-                CACHE.with(|cache| cache.borrow_mut().drain().map(|(_, s)| s).collect());
-            for sum in sums {
-                store::put(&sum.id, &sum.to_json()).map_err(|err| {
-                    format!(
-                        "storing the sum of stream {}: {}",
-                        sum::hex(&sum.id),
-                        describe_store(&err)
-                    )
-                })?;
-            }
-            Ok(())
+            SUMMER.with(|summer| {
+                summer
+                    .borrow_mut()
+                    .finalize(&mut Imports)
+                    .map_err(|err| describe(err, "", -1))
+            })
         }
     }
 
-    fn consume(envelope: &Envelope) -> Result<(), String> {
-        if envelope.uuid_flags == ACK_TXN {
-            return Ok(());
-        }
-        let at = || format!("{}@{}", envelope.journal, envelope.begin);
-        let chunk = Chunk::parse(&envelope.doc).map_err(|err| format!("{err} at {}", at()))?;
-        let data = chunk
-            .decode_data()
-            .map_err(|err| format!("{err} at {}", at()))?;
+    /// The summer's host: the component's store and publisher imports.
+    struct Imports;
 
-        let final_doc = CACHE.with(|cache| -> Result<Option<Vec<u8>>, String> {
-            let mut cache = cache.borrow_mut();
-            let sum = match cache.entry(chunk.id) {
-                Entry::Occupied(cached) => cached.into_mut(),
-                Entry::Vacant(missing) => missing.insert(load(&chunk.id)?),
-            };
-            // On error the sum is left unchanged (and the transaction fails).
-            let progress = sum
-                .update(&chunk.id, chunk.seq_no, &data)
-                .map_err(|err| format!("{err} at {}", at()))?;
-            Ok((progress == Progress::Done).then(|| sum.to_json()))
-        })?;
-        match final_doc {
-            None => Ok(()),
-            Some(doc) => publisher::publish(SUMS_JOURNAL, &doc).map_err(|err| {
-                format!(
-                    "publishing the sum of stream {}: {}",
-                    sum::hex(&chunk.id),
-                    describe_publish(&err)
-                )
-            }),
+    /// A store or publish failure, described for the operator.
+    struct ImportError(String);
+
+    impl SummerHost for Imports {
+        type Error = ImportError;
+
+        fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ImportError> {
+            store::get(key).map_err(|err| ImportError(describe_store(&err)))
+        }
+
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ImportError> {
+            store::put(key, value).map_err(|err| ImportError(describe_store(&err)))
+        }
+
+        fn publish(&mut self, journal: &str, doc: &[u8]) -> Result<(), ImportError> {
+            publisher::publish(journal, doc).map_err(|err| ImportError(describe_publish(&err)))
         }
     }
 
-    /// The stored sum of a stream, or a fresh one.
-    fn load(id: &StreamId) -> Result<Sum, String> {
-        let stored = store::get(id).map_err(|err| {
-            format!(
-                "loading the sum of stream {}: {}",
-                sum::hex(id),
-                describe_store(&err)
-            )
-        })?;
-        let Some(bytes) = stored else {
-            return Ok(Sum::new(*id));
-        };
-        let sum = Sum::parse(&bytes)
-            .map_err(|err| format!("stored sum of stream {}: {err}", sum::hex(id)))?;
-        if sum.id != *id {
-            return Err(format!(
-                "invalid chunk.ID: stored sum under key {} is for stream {}",
-                sum::hex(id),
-                sum::hex(&sum.id)
-            ));
+    /// The error text of `err`, located at `journal@offset` when it concerns
+    /// a message (offset -1: it does not).
+    fn describe(err: SummerError<ImportError>, journal: &str, offset: i64) -> String {
+        match err {
+            SummerError::Rejected(what) if offset >= 0 => format!("{what} at {journal}@{offset}"),
+            SummerError::Rejected(what) => what,
+            SummerError::Host {
+                action,
+                stream,
+                error: ImportError(what),
+            } => format!("{action} the sum of stream {}: {what}", sum::hex(&stream)),
         }
-        Ok(sum)
     }
 
     fn describe_store(err: &store::StoreError) -> String {

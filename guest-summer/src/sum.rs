@@ -10,6 +10,8 @@
 //! This file is shared with the chunker guest (`#[path]`), so that the oracle
 //! and the system under test agree on the format by construction.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
@@ -32,9 +34,11 @@ pub fn crc64_update(prev: u64, data: &[u8]) -> u64 {
     digest.finalize()
 }
 
-/// One chunk of a stream, as read from a chunk partition.
+/// One chunk of a stream, as read from a chunk partition. Its data borrows
+/// from the document (base64 has nothing to unescape), so parsing a chunk
+/// allocates nothing.
 #[derive(Debug, Deserialize)]
-pub struct Chunk {
+pub struct Chunk<'a> {
     /// The stream.
     #[serde(rename = "ID")]
     pub id: StreamId,
@@ -42,13 +46,13 @@ pub struct Chunk {
     #[serde(rename = "SeqNo")]
     pub seq_no: u64,
     /// Base64 data; `None` or empty for the stream's final chunk.
-    #[serde(rename = "Data", default)]
-    pub data: Option<String>,
+    #[serde(rename = "Data", default, borrow)]
+    pub data: Option<Cow<'a, str>>,
 }
 
-impl Chunk {
+impl<'a> Chunk<'a> {
     /// Parses a chunk document (a JSON object, its `UUID` field ignored).
-    pub fn parse(doc: &[u8]) -> Result<Chunk, String> {
+    pub fn parse(doc: &'a [u8]) -> Result<Chunk<'a>, String> {
         serde_json::from_slice(doc).map_err(|err| format!("malformed chunk: {err}"))
     }
 
@@ -57,9 +61,9 @@ impl Chunk {
     pub fn to_json(id: &StreamId, seq_no: u64, data: &[u8]) -> Vec<u8> {
         /// Field order as Go's encoder writes the struct.
         #[derive(Serialize)]
-        struct Out<'a> {
+        struct Out<'i> {
             #[serde(rename = "ID")]
-            id: &'a StreamId,
+            id: &'i StreamId,
             #[serde(rename = "SeqNo")]
             seq_no: u64,
             #[serde(rename = "Data")]
@@ -73,10 +77,19 @@ impl Chunk {
 
     /// The decoded data; empty for a final chunk.
     pub fn decode_data(&self) -> Result<Vec<u8>, String> {
+        let mut data = Vec::new();
+        self.decode_data_into(&mut data)?;
+        Ok(data)
+    }
+
+    /// Decodes the data into `out`, replacing its contents (a buffer reused
+    /// across chunks spares an allocation per chunk).
+    pub fn decode_data_into(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        out.clear();
         match &self.data {
-            None => Ok(Vec::new()),
+            None => Ok(()),
             Some(text) => base64::engine::general_purpose::STANDARD
-                .decode(text)
+                .decode_vec(text.as_bytes(), out)
                 .map_err(|err| format!("malformed chunk data: {err}")),
         }
     }

@@ -67,6 +67,10 @@ pub const DEFAULT_GUEST_CALL_DEADLINE_MS: u64 = 5_000;
 /// Period of the engine's epoch ticker, in milliseconds: the granularity of
 /// guest deadlines and job cancellation.
 pub const DEFAULT_EPOCH_TICK_MS: u64 = 10;
+/// Most document bytes in one `consume-messages` batch; a transaction's
+/// messages are split into batches below it (a larger single document is
+/// sent alone). Keeps a batch well inside the guest's memory.
+pub const GUEST_BATCH_MAX_DOC_BYTES: usize = 16 << 20;
 /// Largest linear memory of a consumer guest instance, in bytes.
 pub const DEFAULT_GUEST_MEMORY_BYTES: usize = 128 << 20;
 /// Fuel (roughly wasm instructions) per guest call; `None` = no fuel
@@ -92,6 +96,9 @@ pub const DEFAULT_GUEST_TABLES: usize = 100;
 pub const DEFAULT_GUEST_MEMORIES: usize = 10;
 /// Largest table of a guest, in elements.
 pub const DEFAULT_GUEST_TABLE_ELEMENTS: usize = 100_000;
+/// Time a cancelled job guest has to return its partial report before it
+/// is trapped, in milliseconds.
+pub const DEFAULT_JOB_CANCEL_GRACE_MS: u64 = 1_000;
 /// Largest linear memory of a job guest (the chunker), in bytes.
 pub const DEFAULT_JOB_MEMORY_BYTES: usize = 256 << 20;
 /// Log output of a job guest, in bytes per second (a token bucket whose

@@ -188,6 +188,15 @@ impl BenchSummer {
             self.partitions
         );
 
+        let alone = summers_alone(&bench.module, seed, streams, self.chunks).await?;
+        println!(
+            "  summers alone (in memory, batches of {APP_BATCH}): wasm {:.3} µs/chunk, native \
+             {:.3} µs/chunk ({:.2}x)",
+            alone.wasm.as_secs_f64() * 1e6 / chunks as f64,
+            alone.native.as_secs_f64() * 1e6 / chunks as f64,
+            alone.native.as_secs_f64() / alone.wasm.as_secs_f64().max(1e-12),
+        );
+
         let mut best: HashMap<&'static str, RunStats> = HashMap::new();
         for round in 0..self.rounds {
             let order = if round % 2 == 0 {
@@ -237,15 +246,6 @@ impl BenchSummer {
             wasm / native.max(1e-9),
             self.rounds,
             if self.rounds == 1 { "" } else { "s" },
-        );
-
-        let alone = summers_alone(&bench.module, seed, streams, self.chunks).await?;
-        println!(
-            "  summers alone (in memory, batches of {APP_BATCH}): wasm {:.3} µs/chunk, native \
-             {:.3} µs/chunk ({:.2}x)",
-            alone.wasm.as_secs_f64() * 1e6 / chunks as f64,
-            alone.native.as_secs_f64() * 1e6 / chunks as f64,
-            alone.native.as_secs_f64() / alone.wasm.as_secs_f64().max(1e-12),
         );
 
         if self.rate > 0 {

@@ -22,7 +22,8 @@ use crate::consumer::{
 };
 use crate::message::AtomicClock;
 use crate::runtime::{
-    ChunkerConfig, ChunkerReport, GuestLimits, JobLimits, Runtime, RuntimeConfig, guests,
+    ChunkerConfig, ChunkerError, ChunkerReport, GuestLimits, JobLimits, Runtime, RuntimeConfig,
+    guests,
 };
 
 /// Gazette's stream-sum journal and shard names.
@@ -93,8 +94,8 @@ pub enum StreamSumOutcome {
     },
     /// Interrupted (Ctrl-C) before the chunker finished.
     Interrupted {
-        /// Why the chunker stopped.
-        reason: String,
+        /// What the chunker did before it stopped, if it said.
+        partial: Option<ChunkerReport>,
         /// From the chunker's start to the interruption.
         elapsed: Duration,
     },
@@ -105,11 +106,15 @@ impl StreamSumCommand {
     pub async fn execute(self) -> Result<()> {
         match self.run().await? {
             StreamSumOutcome::Verified { report, elapsed } => print_summary(&report, elapsed),
-            StreamSumOutcome::Interrupted { reason, elapsed } => {
+            StreamSumOutcome::Interrupted { partial, elapsed } => {
                 println!(
-                    "stream-sum: interrupted after {:.1} s: {reason}",
+                    "stream-sum: interrupted after {:.1} s; every sum read so far verified",
                     elapsed.as_secs_f64()
-                )
+                );
+                match partial {
+                    Some(report) => print_counts(&report, elapsed),
+                    None => println!("  (the chunker stopped without reporting its counts)"),
+                }
             }
         }
         Ok(())
@@ -228,14 +233,22 @@ impl StreamSumCommand {
                 }
                 Ok(StreamSumOutcome::Verified { report, elapsed })
             }
-            Err(err) if interrupted => Ok(StreamSumOutcome::Interrupted {
-                reason: err.to_string(),
-                elapsed,
-            }),
-            Err(err) => match failed {
-                Some(failed) => bail!("{failed} (chunker: {err})"),
-                None => Err(err).context("the chunker failed"),
-            },
+            Err(ChunkerError::Cancelled { partial }) if interrupted => {
+                Ok(StreamSumOutcome::Interrupted {
+                    partial: partial.map(|report| *report),
+                    elapsed,
+                })
+            }
+            Err(err) => {
+                if let ChunkerError::Failed { partial, .. } = &err {
+                    println!("stream-sum: FAILED after {:.1} s", elapsed.as_secs_f64());
+                    print_counts(partial, elapsed);
+                }
+                match failed {
+                    Some(failed) => bail!("{failed} (chunker: {err})"),
+                    None => Err(err).context("the chunker failed"),
+                }
+            }
         }
     }
 }
@@ -312,8 +325,16 @@ fn failed_shard(shards: &[ShardHandle]) -> Option<String> {
 }
 
 fn print_summary(report: &ChunkerReport, elapsed: Duration) {
+    println!(
+        "stream-sum: every stream verified in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    print_counts(report, elapsed);
+}
+
+/// The chunker's counts and latencies (of a whole run or up to its end).
+fn print_counts(report: &ChunkerReport, elapsed: Duration) {
     let secs = elapsed.as_secs_f64();
-    println!("stream-sum: every stream verified in {secs:.1} s");
     println!("  streams verified   {}", report.streams_verified);
     println!(
         "  chunks published   {} ({:.0} chunks/s)",

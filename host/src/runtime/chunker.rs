@@ -104,14 +104,23 @@ pub struct ChunkerReport {
 pub enum ChunkerError {
     /// The chunker found a failure: a mismatched, duplicate or premature
     /// sum, a timeout, or a journal error.
-    #[error("chunker failed: {0}")]
-    Failed(String),
+    #[error("chunker failed: {reason}")]
+    Failed {
+        /// What went wrong.
+        reason: String,
+        /// What the run did before it.
+        partial: Box<ChunkerReport>,
+    },
     /// The guest trapped.
     #[error("chunker crashed: {0}")]
     Crashed(String),
     /// The job was cancelled.
     #[error("chunker cancelled")]
-    Cancelled,
+    Cancelled {
+        /// What the run did before it was cancelled, if it returned in
+        /// time ([`JobLimits::cancel_grace`]) to say so.
+        partial: Option<Box<ChunkerReport>>,
+    },
     /// The component could not be instantiated.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -264,12 +273,19 @@ impl ChunkerModule {
         let mut store = Store::new(self.runtime.engine(), data);
         store.limiter(|data| &mut data.sandbox.limiter);
         let token = cancel.clone();
+        // A cancelled run is given a grace period to return its partial
+        // report (its journal calls fail with `cancelled`); a run that
+        // ignores them is trapped after it.
+        let grace_ticks = self.runtime.deadline_ticks(limits.cancel_grace);
+        let mut ticks_since_cancel = 0u64;
         store.epoch_deadline_callback(move |_| {
             if token.is_cancelled() {
-                Err(wasmtime::format_err!("the job was cancelled"))
-            } else {
-                Ok(UpdateDeadline::Continue(1))
+                ticks_since_cancel += 1;
+                if ticks_since_cancel > grace_ticks {
+                    return Err(wasmtime::format_err!("the job was cancelled"));
+                }
             }
+            Ok(UpdateDeadline::Continue(1))
         });
         store.set_epoch_deadline(1);
         if self.runtime.config().fuel {
@@ -296,18 +312,15 @@ impl ChunkerModule {
         tracing::info!(guest = %who, ?config, "chunker run starting");
         let outcome = bindings.call_run(&mut store, wit_config);
         match outcome {
-            _ if cancel.is_cancelled() => Err(ChunkerError::Cancelled),
-            Ok(Ok(report)) => Ok(ChunkerReport {
-                streams_verified: report.streams_verified,
-                chunks_published: report.chunks_published,
-                sums_read: report.sums_read,
-                foreign_sums: report.foreign_sums,
-                latency_samples: report.latency.samples,
-                latency_p50: Duration::from_micros(report.latency.p50_us),
-                latency_p99: Duration::from_micros(report.latency.p99_us),
-                latency_max: Duration::from_micros(report.latency.max_us),
+            Ok(Err(failure)) if cancel.is_cancelled() => Err(ChunkerError::Cancelled {
+                partial: Some(Box::new(host_report(&failure.partial))),
             }),
-            Ok(Err(failure)) => Err(ChunkerError::Failed(failure)),
+            _ if cancel.is_cancelled() => Err(ChunkerError::Cancelled { partial: None }),
+            Ok(Ok(report)) => Ok(host_report(&report)),
+            Ok(Err(failure)) => Err(ChunkerError::Failed {
+                reason: failure.reason,
+                partial: Box::new(host_report(&failure.partial)),
+            }),
             Err(err) => {
                 let output = store.data().sandbox.output.tail();
                 let what = match err.downcast_ref::<Trap>() {
@@ -324,6 +337,20 @@ impl ChunkerModule {
     }
 }
 
+/// The host's report of the guest's.
+fn host_report(report: &wit::Report) -> ChunkerReport {
+    ChunkerReport {
+        streams_verified: report.streams_verified,
+        chunks_published: report.chunks_published,
+        sums_read: report.sums_read,
+        foreign_sums: report.foreign_sums,
+        latency_samples: report.latency.samples,
+        latency_p50: Duration::from_micros(report.latency.p50_us),
+        latency_p99: Duration::from_micros(report.latency.p99_us),
+        latency_max: Duration::from_micros(report.latency.max_us),
+    }
+}
+
 /// A chunker run on its own thread. Dropping it cancels the run.
 pub struct ChunkerJob {
     cancel: CancelToken,
@@ -333,7 +360,8 @@ pub struct ChunkerJob {
 
 impl ChunkerJob {
     /// Asks the run to stop; [`wait`](Self::wait) then returns
-    /// [`ChunkerError::Cancelled`].
+    /// [`ChunkerError::Cancelled`] (with the run's partial report if it
+    /// returned within its grace period).
     pub fn cancel(&self) {
         self.cancel.cancel();
     }
@@ -346,7 +374,7 @@ impl ChunkerJob {
     /// Waits for the run's outcome (async; does not block the reactor).
     pub async fn wait(mut self) -> Result<ChunkerReport, ChunkerError> {
         let Some(result) = self.result.take() else {
-            return Err(ChunkerError::Cancelled);
+            return Err(ChunkerError::Cancelled { partial: None });
         };
         let outcome = result
             .await
@@ -810,7 +838,7 @@ mod test {
             )
             .expect("spawned");
         match world.rt.block_on(job.wait()) {
-            Err(ChunkerError::Failed(reason)) => {
+            Err(ChunkerError::Failed { reason, .. }) => {
                 assert!(reason.starts_with("duplicate sum!"), "{reason}")
             }
             other => panic!("expected a duplicate-sum failure, got {other:?}"),
@@ -838,7 +866,7 @@ mod test {
             )
             .expect("spawned");
         match world.rt.block_on(job.wait()) {
-            Err(ChunkerError::Failed(reason)) => {
+            Err(ChunkerError::Failed { reason, .. }) => {
                 assert!(
                     reason.starts_with("timeout waiting for expected sum"),
                     "{reason}"
@@ -882,10 +910,13 @@ mod test {
         });
         let started = Instant::now();
         job.cancel();
-        assert!(matches!(
-            world.rt.block_on(job.wait()),
-            Err(ChunkerError::Cancelled)
-        ));
+        match world.rt.block_on(job.wait()) {
+            // It returned in its grace period, with what it had done.
+            Err(ChunkerError::Cancelled {
+                partial: Some(partial),
+            }) => assert!(partial.chunks_published > 0, "{partial:?}"),
+            other => panic!("expected a cancelled run with its report, got {other:?}"),
+        }
         // A blocked run would otherwise wait for its 40 s timeout.
         assert!(
             started.elapsed() < Duration::from_secs(20),
@@ -906,7 +937,7 @@ mod test {
             )
             .expect("spawned");
         match world.rt.block_on(job.wait()) {
-            Err(ChunkerError::Failed(reason)) => {
+            Err(ChunkerError::Failed { reason, .. }) => {
                 assert!(reason.contains("no chunk partitions"), "{reason}")
             }
             other => panic!("expected a failure, got {other:?}"),

@@ -36,6 +36,7 @@ use super::loader::ModuleDigest;
 use super::state::Sandbox;
 use super::stderr::GuestOutput;
 use crate::consumer::{AppError, Application, TxnContext};
+use crate::limits;
 use crate::message::Envelope;
 
 /// A compiled, linked consumer component. Cheap to clone.
@@ -109,6 +110,16 @@ pub struct GuestApplication {
     bridge: Bridge,
     /// `None` after a crash, until re-created.
     instance: Option<Instance>,
+    /// Reused buffers of the batch being sent.
+    batch: BatchBuffers,
+}
+
+/// The documents and messages of a `consume-messages` batch, kept between
+/// calls so that building a batch does not allocate.
+#[derive(Default)]
+struct BatchBuffers {
+    docs: Vec<u8>,
+    messages: Vec<wit::Message>,
 }
 
 impl GuestApplication {
@@ -136,6 +147,7 @@ impl GuestApplication {
             fuel,
             bridge: Bridge::default(),
             instance: None,
+            batch: BatchBuffers::default(),
         };
         let instance = app
             .instantiate()
@@ -277,6 +289,101 @@ impl GuestApplication {
     }
 }
 
+impl GuestApplication {
+    /// One `consume-messages` call with `run`: messages of one journal,
+    /// their documents within [`limits::GUEST_BATCH_MAX_DOC_BYTES`] (or a
+    /// single message).
+    fn consume_batch(
+        &mut self,
+        txn: &mut TxnContext<'_>,
+        run: &[Envelope],
+    ) -> Result<(), (usize, AppError)> {
+        let Some(first) = run.first() else {
+            return Ok(());
+        };
+        let last = run.len() - 1;
+        let mut buffers = std::mem::take(&mut self.batch);
+        buffers.docs.clear();
+        buffers.messages.clear();
+        for (index, envelope) in run.iter().enumerate() {
+            let (Ok(doc_offset), Ok(doc_len)) = (
+                u32::try_from(buffers.docs.len()),
+                u32::try_from(envelope.doc.len()),
+            ) else {
+                // Unreachable with the batch limit and the message size
+                // limit, but a wrong length must never reach the guest.
+                return Err((
+                    index,
+                    AppError::Rejected(format!(
+                        "a document of {} bytes at {}@{} does not fit a guest batch",
+                        envelope.doc.len(),
+                        envelope.journal,
+                        envelope.begin
+                    )),
+                ));
+            };
+            buffers.docs.extend_from_slice(&envelope.doc);
+            buffers.messages.push(wit::Message {
+                begin: envelope.begin,
+                end: envelope.end,
+                producer: envelope.producer.as_u64(),
+                clock: envelope.clock.0,
+                uuid_flags: envelope.flags.bits(),
+                doc_offset,
+                doc_len,
+            });
+        }
+        let batch = wit::Batch {
+            journal: &first.journal,
+            content_type: &first.content_type,
+            docs: &buffers.docs,
+            messages: &buffers.messages,
+        };
+        // A crash cannot be pinned on one message: report the first.
+        let outcome = match self.checkout() {
+            Ok(mut instance) => {
+                let started = Instant::now();
+                let outcome = {
+                    let Instance { store, bindings } = &mut instance;
+                    self.bridge
+                        .drive(bindings.call_consume_messages(store, batch), txn)
+                };
+                self.settle(instance, started, outcome)
+            }
+            Err(err) => Err(err),
+        };
+        self.batch = buffers;
+        let returned = outcome.map_err(|err| (0, err))?;
+        let index = match &returned {
+            Ok(()) => 0,
+            Err(failed) => usize::try_from(failed.index).unwrap_or(last).min(last),
+        };
+        if let Some(failure) = self.failure() {
+            return Err((index, failure));
+        }
+        returned.map_err(|failed| (index, AppError::Rejected(failed.message)))
+    }
+}
+
+/// The end of the batch that starts at `start`: the longest run of messages
+/// of one journal whose documents fit in
+/// [`limits::GUEST_BATCH_MAX_DOC_BYTES`], and at least one message.
+fn batch_end(envelopes: &[Envelope], start: usize) -> usize {
+    let first = &envelopes[start];
+    let mut bytes = first.doc.len();
+    let mut end = start + 1;
+    while let Some(next) = envelopes.get(end) {
+        bytes += next.doc.len();
+        // `Arc`'s equality compares pointers first.
+        let same_journal = next.journal == first.journal && next.content_type == first.content_type;
+        if !same_journal || bytes > limits::GUEST_BATCH_MAX_DOC_BYTES {
+            break;
+        }
+        end += 1;
+    }
+    end
+}
+
 /// The WIT envelope of `envelope`, borrowing its journal name and document.
 fn wit_envelope(envelope: &Envelope) -> wit::Envelope<'_> {
     wit::Envelope {
@@ -327,30 +434,14 @@ impl Application for GuestApplication {
         txn: &mut TxnContext<'_>,
         envelopes: &[Envelope],
     ) -> Result<(), (usize, AppError)> {
-        if envelopes.is_empty() {
-            return Ok(());
+        let mut start = 0;
+        while start < envelopes.len() {
+            let end = batch_end(envelopes, start);
+            self.consume_batch(txn, &envelopes[start..end])
+                .map_err(|(index, err)| (start + index, err))?;
+            start = end;
         }
-        let last = envelopes.len() - 1;
-        let batch: Vec<wit::Envelope<'_>> = envelopes.iter().map(wit_envelope).collect();
-        // A crash cannot be pinned on one message: report the first.
-        let mut instance = self.checkout().map_err(|err| (0, err))?;
-        let started = Instant::now();
-        let outcome = {
-            let Instance { store, bindings } = &mut instance;
-            self.bridge
-                .drive(bindings.call_consume_messages(store, &batch), txn)
-        };
-        let returned = self
-            .settle(instance, started, outcome)
-            .map_err(|err| (0, err))?;
-        let index = match &returned {
-            Ok(()) => 0,
-            Err(failed) => usize::try_from(failed.index).unwrap_or(last).min(last),
-        };
-        if let Some(failure) = self.failure() {
-            return Err((index, failure));
-        }
-        returned.map_err(|failed| (index, AppError::Rejected(failed.message)))
+        Ok(())
     }
 
     fn finalize_txn(&mut self, txn: &mut TxnContext<'_>) -> Result<(), AppError> {
@@ -570,6 +661,43 @@ mod test {
         app.finalize_txn(&mut txn.context()).expect("finalized");
         assert!(txn.publisher.published.is_empty());
         assert!(txn.store.data.is_empty());
+    }
+
+    #[test]
+    fn batches_end_at_a_journal_change_or_the_byte_limit() {
+        let a = |begin| envelope("test/a", begin, Flags::OutsideTxn, b"x");
+        let b = |begin| envelope("test/b", begin, Flags::OutsideTxn, b"x");
+        let run = [a(0), a(2), b(0), b(2), a(4)];
+        assert_eq!(batch_end(&run, 0), 2);
+        assert_eq!(batch_end(&run, 2), 4);
+        assert_eq!(batch_end(&run, 4), 5);
+
+        let half = vec![b'x'; limits::GUEST_BATCH_MAX_DOC_BYTES / 2];
+        let big = |begin| envelope("test/a", begin, Flags::OutsideTxn, &half);
+        let run = [big(0), big(1), big(2)];
+        assert_eq!(batch_end(&run, 0), 2, "two halves fit, a third does not");
+        let huge = vec![b'x'; limits::GUEST_BATCH_MAX_DOC_BYTES + 1];
+        let run = [envelope("test/a", 0, Flags::OutsideTxn, &huge), a(1)];
+        assert_eq!(batch_end(&run, 0), 1, "an oversized document goes alone");
+    }
+
+    #[test]
+    fn messages_of_several_journals_reach_the_guest_with_their_index() {
+        let mut app = hostile(GuestLimits::default());
+        let mut txn = Txn::default();
+        // Two journals make two batches; the failure is in the second, and
+        // its index counts from the start of the whole call. The `get` sees
+        // the `put` of the batch before: both batches ran, in order.
+        let run = [
+            envelope("test/a", 0, Flags::OutsideTxn, b"noop"),
+            envelope("test/a", 5, Flags::OutsideTxn, b"put:k=from-a"),
+            envelope("test/b", 0, Flags::OutsideTxn, b"noop"),
+            envelope("test/b", 5, Flags::OutsideTxn, b"get:k"),
+        ];
+        match app.consume_messages(&mut txn.context(), &run) {
+            Err((3, AppError::Rejected(message))) => assert_eq!(message, "from-a"),
+            other => panic!("expected message 3 to fail with the stored value, got {other:?}"),
+        }
     }
 
     #[test]

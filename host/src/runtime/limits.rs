@@ -89,6 +89,8 @@ pub struct JobLimits {
     pub log_bytes_per_sec: usize,
     /// Captured stderr/stdout over the whole job, in bytes.
     pub max_stderr_bytes: usize,
+    /// Time a cancelled job has to return before it is trapped.
+    pub cancel_grace: Duration,
 }
 
 impl Default for JobLimits {
@@ -103,6 +105,7 @@ impl Default for JobLimits {
             log_burst_bytes: limits::DEFAULT_GUEST_LOG_BYTES_PER_CALL,
             log_bytes_per_sec: limits::DEFAULT_JOB_LOG_BYTES_PER_SEC,
             max_stderr_bytes: limits::DEFAULT_GUEST_STDERR_BYTES_PER_CALL,
+            cancel_grace: Duration::from_millis(limits::DEFAULT_JOB_CANCEL_GRACE_MS),
         }
     }
 }

@@ -1,18 +1,17 @@
 //! [`NativeSummer`]: Gazette's stream-sum summer compiled into the host, as a
 //! [`consumer::Application`](crate::consumer::Application).
 //!
-//! It does what the `guest-summer` component does, with the same data model
-//! (`guest_summer::sum`, linked natively):
+//! It runs the very code of the `guest-summer` component
+//! ([`guest_summer::summer::Summer`], linked natively) against the
+//! transaction's store and publisher, so that comparing the two measures the
+//! wasm runtime and nothing else:
 //!
-//! - each chunk folds into its stream's running [`Sum`]. Sums touched by the
-//!   transaction live in a cache, loaded from the store on a miss (key = the
-//!   16 raw stream-id bytes, value = the sum's JSON), so the store is read
-//!   once per stream per transaction;
+//! - each chunk folds into its stream's running sum, cached for the
+//!   transaction and loaded from the store on a miss;
 //! - the stream's final (empty) chunk publishes the final sum to
-//!   [`SUMS_JOURNAL`] as part of the transaction;
-//! - [`finalize_txn`](NativeSummer::finalize_txn) writes every cached sum
-//!   back, so the sums commit together with the shard's checkpoint, and
-//!   empties the cache;
+//!   [`SUMS_JOURNAL`](guest_summer::SUMS_JOURNAL) as part of the transaction;
+//! - [`finalize_txn`](NativeSummer::finalize_txn) writes the cached sums
+//!   back, so they commit together with the shard's checkpoint;
 //! - ACK envelopes are skipped.
 //!
 //! A chunk whose SeqNo is not exactly the next one (lost, repeated or
@@ -22,26 +21,48 @@
 //! failures fail it with their own [`AppError`] variants, as they do for the
 //! component.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use guest_summer::summer::{Summer, SummerError, SummerHost};
 
-use guest_summer::SUMS_JOURNAL;
-use guest_summer::sum::{self, Chunk, Progress, StreamId, Sum};
-
-use crate::consumer::{AppError, Application, TxnContext, TxnStore};
+use crate::consumer::{AppError, Application, TxnContext};
 use crate::message::Envelope;
 
 /// The stream-sum summer, natively. See the module docs.
 #[derive(Debug, Default)]
 pub struct NativeSummer {
-    /// Sums read or updated by the current transaction.
-    cache: HashMap<StreamId, Sum>,
+    summer: Summer,
 }
 
 impl NativeSummer {
     /// A summer with an empty cache.
     pub fn new() -> NativeSummer {
         NativeSummer::default()
+    }
+}
+
+/// The transaction as the summer's host.
+struct Host<'t, 'c>(&'t mut TxnContext<'c>);
+
+impl SummerHost for Host<'_, '_> {
+    type Error = AppError;
+
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, AppError> {
+        Ok(self.0.store.get(key)?)
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), AppError> {
+        Ok(self.0.store.put(key, value)?)
+    }
+
+    fn publish(&mut self, journal: &str, doc: &[u8]) -> Result<(), AppError> {
+        Ok(self.0.publisher.publish(journal, doc)?)
+    }
+}
+
+/// The application error of a summer error, located at `at` if rejected.
+fn app_error(err: SummerError<AppError>, at: impl FnOnce() -> String) -> AppError {
+    match err {
+        SummerError::Rejected(what) => AppError::Rejected(format!("{what} at {}", at())),
+        SummerError::Host { error, .. } => error,
     }
 }
 
@@ -54,53 +75,20 @@ impl Application for NativeSummer {
         if envelope.is_ack() {
             return Ok(());
         }
-        let at = || format!("{}@{}", envelope.journal, envelope.begin);
-        let rejected = |err: String| AppError::Rejected(format!("{err} at {}", at()));
-        let chunk = Chunk::parse(&envelope.doc).map_err(rejected)?;
-        let data = chunk.decode_data().map_err(rejected)?;
-
-        let sum = match self.cache.entry(chunk.id) {
-            Entry::Occupied(cached) => cached.into_mut(),
-            Entry::Vacant(missing) => missing.insert(load(txn.store, &chunk.id)?),
-        };
-        // On error the sum is left unchanged (and the transaction fails).
-        let progress = sum
-            .update(&chunk.id, chunk.seq_no, &data)
-            .map_err(rejected)?;
-        if progress == Progress::Done {
-            txn.publisher.publish(SUMS_JOURNAL, &sum.to_json())?;
-        }
-        Ok(())
+        self.summer
+            .consume(&mut Host(txn), &envelope.doc)
+            .map_err(|err| app_error(err, || format!("{}@{}", envelope.journal, envelope.begin)))
     }
 
     fn finalize_txn(&mut self, txn: &mut TxnContext<'_>) -> Result<(), AppError> {
-        for (_, sum) in self.cache.drain() {
-            txn.store.put(&sum.id, &sum.to_json())?;
-        }
-        Ok(())
+        self.summer
+            .finalize(&mut Host(txn))
+            .map_err(|err| app_error(err, String::new))
     }
 
     fn reset(&mut self) {
-        self.cache.clear();
+        self.summer.reset();
     }
-}
-
-/// The stored sum of a stream, or a fresh one.
-fn load(store: &mut dyn TxnStore, id: &StreamId) -> Result<Sum, AppError> {
-    let Some(bytes) = store.get(id)? else {
-        return Ok(Sum::new(*id));
-    };
-    let stored = Sum::parse(&bytes).map_err(|err| {
-        AppError::Rejected(format!("stored sum of stream {}: {err}", sum::hex(id)))
-    })?;
-    if stored.id != *id {
-        return Err(AppError::Rejected(format!(
-            "invalid chunk.ID: stored sum under key {} is for stream {}",
-            sum::hex(id),
-            sum::hex(&stored.id)
-        )));
-    }
-    Ok(stored)
 }
 
 #[cfg(test)]
@@ -114,6 +102,8 @@ mod test {
     use crate::runtime::GuestLimits;
     use crate::runtime::guests::SUMMER_WASM;
     use crate::runtime::testing::{Txn, envelope, runtime};
+    use guest_summer::SUMS_JOURNAL;
+    use guest_summer::sum::{self, Chunk, StreamId, Sum};
 
     const PARTITION: &str = "examples/stream-sum/chunks/part-000";
 

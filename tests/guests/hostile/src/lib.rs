@@ -15,7 +15,7 @@
 //! | `count` | increments an in-memory counter and fails with its value as the error text |
 //! | anything else | succeeds and does nothing |
 //!
-//! `consume-messages` applies the same to each envelope, failing with the
+//! `consume-messages` applies the same to each message of the batch, failing with the
 //! index of the first failure.
 
 use std::cell::Cell;
@@ -36,6 +36,7 @@ mod bindings {
     export!(Hostile with_types_in self);
 }
 
+use bindings::weir::guest::types::Batch;
 use bindings::weir::guest::{log, publisher, store};
 use bindings::{Envelope, Guest, IndexedError};
 
@@ -51,9 +52,11 @@ impl Guest for Hostile {
         behave(&envelope.doc)
     }
 
-    fn consume_messages(envelopes: Vec<Envelope>) -> Result<(), IndexedError> {
-        for (index, envelope) in envelopes.iter().enumerate() {
-            behave(&envelope.doc).map_err(|message| IndexedError {
+    fn consume_messages(batch: Batch) -> Result<(), IndexedError> {
+        for (index, message) in batch.messages.iter().enumerate() {
+            let start = message.doc_offset as usize;
+            let doc = &batch.docs[start..start + message.doc_len as usize];
+            behave(doc).map_err(|message| IndexedError {
                 index: index as u32,
                 message,
             })?;
