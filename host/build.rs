@@ -1,5 +1,6 @@
-//! Builds the guest components that the host embeds, so that a plain
-//! `cargo build` / `cargo test` needs no extra step.
+//! Builds what the host embeds, so that a plain `cargo build` / `cargo test`
+//! needs no extra step: the gRPC code generated from `proto/` (compiled by
+//! protox, in pure Rust: no system `protoc`), and the guest components.
 //!
 //! The guests (`guest-summer`, `guest-chunker`, and the fault-test guest
 //! `tests/guests/hostile`) are workspace members that only build for
@@ -60,9 +61,14 @@ const CLEARED: [&str; 14] = [
     "CLIPPY_ARGS",
 ];
 
+/// The .proto files under `proto/`.
+const PROTOS: [&str; 3] = ["protocol.proto", "consumer.proto", "weir.proto"];
+
 fn main() {
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env_var("OUT_DIR"));
+    compile_protos(&manifest_dir.join("proto"), &out_dir);
+
     let Some(root) = manifest_dir.parent().map(Path::to_path_buf) else {
         panic!("host/ has no parent folder: cannot find the workspace root");
     };
@@ -130,6 +136,27 @@ fn main() {
         if let Err(err) = fs::copy(&from, &to) {
             panic!("cannot copy {} to {}: {err}", from.display(), to.display());
         }
+    }
+}
+
+/// Generates the tonic services and prost messages of `proto/`, and the
+/// encoded descriptor set that server reflection serves.
+fn compile_protos(proto_dir: &Path, out_dir: &Path) {
+    println!("cargo:rerun-if-changed={}", proto_dir.display());
+    let fds = match protox::compile(PROTOS, [proto_dir]) {
+        Ok(fds) => fds,
+        Err(err) => panic!("compiling {}: {err:?}", proto_dir.display()),
+    };
+    let descriptor = prost::Message::encode_to_vec(&fds);
+    if let Err(err) = fs::write(out_dir.join("weir_descriptor.bin"), descriptor) {
+        panic!("writing the descriptor set: {err}");
+    }
+    if let Err(err) = tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)
+    {
+        panic!("generating the gRPC code: {err}");
     }
 }
 

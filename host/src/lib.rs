@@ -12,6 +12,8 @@
 //! | [`consumer`] | shard specs, the transaction loop, checkpoints, the `Application` contract |
 //! | [`store`] | the RocksDB store, its recovery log, fencing and standbys |
 //! | [`runtime`] | wasmtime: component loading and caching, limits, the guest adapter |
+//! | [`protocol`] | the gRPC wire types (Gazette's `protocol` and `consumer` packages, weir's `weir`) |
+//! | [`service`] | the gRPC services and clients: Journal, Shard, Modules; `weir serve` |
 //! | [`cli`] | the `weir` command line |
 //!
 //! Dependency arrows point down this table; [`limits`] names every default
@@ -22,6 +24,8 @@ pub mod cli;
 pub mod consumer;
 pub mod limits;
 pub mod message;
+pub mod protocol;
 pub mod runtime;
+pub mod service;
 pub mod store;
 pub mod stream_sum;

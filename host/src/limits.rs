@@ -23,6 +23,12 @@ pub const DEFAULT_PRODUCER_PRUNE_HORIZON_SECS: u64 = 24 * 3600;
 pub const DEFAULT_MAX_TXN_MESSAGES: usize = 100_000;
 /// Most document bytes one transaction may publish.
 pub const DEFAULT_MAX_TXN_BYTES: usize = 64 << 20;
+/// Longest a `Shard.Stat` waits for a shard to read through the requested
+/// offsets before it answers DEADLINE_EXCEEDED, in milliseconds.
+pub const DEFAULT_SHARD_STAT_TIMEOUT_MS: u64 = 30_000;
+/// Largest consumer component `Modules.Push` accepts, in bytes (Python
+/// components are tens of MiB).
+pub const DEFAULT_MAX_MODULE_BYTES: usize = 128 << 20;
 
 // --- store ---
 
@@ -121,3 +127,44 @@ pub const DEFAULT_FRAGMENT_LENGTH: u64 = 16 << 20;
 pub const DEFAULT_READ_CHUNK_SIZE: usize = (32 << 10) - 32;
 /// Appends queued per journal before appenders wait, in appends.
 pub const DEFAULT_APPEND_QUEUE_DEPTH: usize = 8192;
+
+// --- server ---
+
+/// Concurrent calls served per client connection, in calls; more wait.
+pub const DEFAULT_GRPC_CONCURRENCY_PER_CONNECTION: usize = 256;
+/// Concurrent HTTP/2 streams a client connection may open, in streams.
+pub const DEFAULT_GRPC_MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+// --- journal service and client ---
+
+/// Largest gRPC message the Journal service and client accept, in bytes
+/// (Gazette's `--broker.max-grpc-recv-size`).
+pub const DEFAULT_GRPC_MAX_RECV_SIZE: usize = 4 << 20;
+/// Largest gRPC message the Journal service and client send, in bytes.
+pub const DEFAULT_GRPC_MAX_SEND_SIZE: usize = 4 << 20;
+/// Most journals in one List response message (Gazette's page of 25).
+pub const DEFAULT_LIST_RESPONSE_JOURNALS: usize = 25;
+/// Fragments per ListFragments page when the request leaves `page_limit` 0
+/// (Gazette's default).
+pub const DEFAULT_FRAGMENTS_PAGE_LIMIT: usize = 1000;
+/// Slowest an append stream may send content, in bytes per second, after
+/// its burst allowance; slower streams are aborted (Gazette's
+/// `--broker.min-append-rate`).
+pub const DEFAULT_MIN_APPEND_RATE: u64 = 64 << 10;
+/// Time an append stream may run ahead of [`DEFAULT_MIN_APPEND_RATE`]
+/// before it must keep pace, in milliseconds (Gazette's burst credit).
+pub const DEFAULT_APPEND_BURST_MS: u64 = 1_000;
+/// Content bytes the journal client sends per append message.
+pub const DEFAULT_APPEND_CHUNK_SIZE: usize = 1 << 20;
+/// Journal client back-off before each retry of a transient failure, by
+/// attempt, in milliseconds; the last value repeats (Gazette's
+/// RetryReader: 50, 50, 100, 100 ms, 1 s, 1 s, then 5 s).
+pub const DEFAULT_RETRY_BACKOFF_MS: [u64; 7] = [50, 50, 100, 100, 1_000, 1_000, 5_000];
+/// Time the journal client waits for a TCP connection, in milliseconds.
+pub const DEFAULT_GRPC_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Interval of the journal client's HTTP/2 keep-alive pings, which notice
+/// a vanished server under a blocked read, in milliseconds.
+pub const DEFAULT_GRPC_KEEPALIVE_INTERVAL_MS: u64 = 30_000;
+/// Time a keep-alive ping may go unanswered before the connection is
+/// dropped, in milliseconds.
+pub const DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS: u64 = 20_000;

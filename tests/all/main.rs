@@ -6,5 +6,6 @@ mod exactly_once;
 mod hostile;
 mod native_summer;
 mod regression;
+mod serve;
 mod shard_recovery;
 mod stream_sum;

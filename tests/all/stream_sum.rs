@@ -36,6 +36,8 @@ fn command(data_dir: &Path, seed: u64) -> StreamSumCommand {
         summer: None,
         chunker: None,
         seed: Some(seed),
+        broker: None,
+        consumer: None,
     }
 }
 

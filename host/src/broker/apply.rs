@@ -1,12 +1,13 @@
 //! Journal creation, spec updates and deletion on disk, all-or-nothing
 //! across crashes.
 //!
-//! An Apply is validated as a whole first. Then its changes are recorded in
+//! An Apply is validated as a whole first. Then its registry revision is
+//! stored (see the revision module), its changes are recorded in
 //! `apply.pending` (written atomically), carried out, and the record is
 //! removed. If the process dies in between, [`redo_pending`] (run by
 //! `Broker::open` before journals are recovered) carries the recorded
-//! changes out again; every step is idempotent, so an Apply is never left
-//! half done on disk.
+//! changes out again at the stored revision; every step is idempotent, so an
+//! Apply is never left half done on disk.
 //!
 //! A spec is written atomically too (temporary file, fsync, rename, directory
 //! fsync), and a new journal directory is made durable by syncing its parent.
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backend::{Backend, write_atomic};
 use super::layout::{APPLY_PENDING, JOURNALS_DIR, SPEC_FILE, journal_dir};
+use super::revision::{self, Revisions};
 use super::spec::JournalSpec;
 
 /// One recorded change.
@@ -40,8 +42,13 @@ pub(crate) fn record_pending(
     write_atomic(backend, &root.join(APPLY_PENDING), &bytes)
 }
 
-/// Carries `changes` out on disk, in order.
-pub(crate) fn carry_out(backend: &dyn Backend, root: &Path, changes: &[Change]) -> io::Result<()> {
+/// Carries `changes` out on disk, in order, at registry revision `revision`.
+pub(crate) fn carry_out(
+    backend: &dyn Backend,
+    root: &Path,
+    changes: &[Change],
+    revision: i64,
+) -> io::Result<()> {
     let journals = root.join(JOURNALS_DIR);
     for change in changes {
         match change {
@@ -51,6 +58,18 @@ pub(crate) fn carry_out(backend: &dyn Backend, root: &Path, changes: &[Change]) 
                 backend.create_dir_all(&dir)?;
                 let bytes = serde_json::to_vec_pretty(spec).map_err(io::Error::other)?;
                 write_atomic(backend, &dir.join(SPEC_FILE), &bytes)?;
+                // A redo finds the directory it created: the stored create
+                // revision (this one) is kept.
+                let create = if created {
+                    revision
+                } else {
+                    revision::read_journal(backend, &dir)?.map_or(revision, |r| r.create)
+                };
+                let revisions = Revisions {
+                    create,
+                    modify: revision,
+                };
+                revision::write_journal(backend, &dir, revisions)?;
                 if created {
                     backend.sync_dir(&journals)?;
                 }
@@ -93,7 +112,11 @@ pub(crate) fn redo_pending(backend: &dyn Backend, root: &Path) -> io::Result<()>
         changes = changes.len(),
         "completing an Apply interrupted by a crash"
     );
-    carry_out(backend, root, &changes)?;
+    // The interrupted Apply stored its revision before recording itself
+    // (one recorded by a weir without revisions finds none: 0, raised to
+    // the first revision, as 0 means "absent").
+    let revision = revision::read_registry(backend, root)?.max(1);
+    carry_out(backend, root, &changes, revision)?;
     clear_pending(backend, root)
 }
 

@@ -1,15 +1,23 @@
 //! The [`Broker`] handle: opens a data directory, recovers its journals, and
 //! serves [`JournalClient`] calls against them.
+//!
+//! Beyond the client contract, the broker answers what a gRPC front end
+//! needs: journals with their registry revisions ([`Broker::list_journals`]),
+//! Applies conditional on revisions ([`Broker::apply_expecting`]), a
+//! notification of registry changes ([`Broker::watch_registry`]), and the
+//! fragment index ([`Broker::fragments`], [`Broker::read_position`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::apply::{self, Change};
@@ -21,6 +29,7 @@ use super::protocol::{
     ReadStream,
 };
 use super::reader::JournalReader;
+use super::revision::{self, ApplyOutcome, ExpectRevision, Revisions};
 use super::spec::{JournalSpec, LabelSelector, LabelSet, validate_journal_name};
 use super::writer::{AppendOp, Writer};
 use crate::limits;
@@ -79,12 +88,75 @@ struct Inner {
     /// Shared with the writers, so the directory stays locked until the
     /// last write is done; taken by shutdown.
     dir_lock: Mutex<Option<Arc<dyn DirLock>>>,
+    /// The registry revision. It changes (under the `journals` write lock,
+    /// so a List sees journals and revision together) after every Apply,
+    /// and is re-sent on shutdown to wake watchers.
+    registry: watch::Sender<i64>,
 }
 
 struct Journal {
     shared: Arc<JournalShared>,
     appends: mpsc::Sender<AppendOp>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    revisions: Mutex<Revisions>,
+}
+
+/// A journal as [`Broker::list_journals`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedJournal {
+    /// The journal's spec.
+    pub spec: JournalSpec,
+    /// Its create and mod revisions.
+    pub revisions: Revisions,
+}
+
+/// The journals matching a selector, sorted by name, and the registry
+/// revision they were read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The registry revision.
+    pub revision: i64,
+    /// The matching journals, sorted by name.
+    pub journals: Vec<ListedJournal>,
+}
+
+/// One fragment of a journal's index, as [`Broker::fragments`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragmentInfo {
+    /// Journal offset of its first byte.
+    pub begin: i64,
+    /// Journal offset after its last committed byte.
+    pub end: i64,
+    /// When its file was last written, if the file system says.
+    pub mod_time: Option<SystemTime>,
+}
+
+/// Where a read of a journal stands ([`Broker::read_position`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPosition {
+    /// The committed write head (for a corrupt journal, where the damage
+    /// begins).
+    pub write_head: i64,
+    /// The `[begin, end)` of the fragment holding the offset asked about,
+    /// if one does.
+    pub fragment: Option<Range<i64>>,
+}
+
+/// What [`open_directory`] found.
+struct Opened {
+    lock: Box<dyn DirLock>,
+    /// The stored registry revision.
+    revision: i64,
+    journals: Vec<Found>,
+}
+
+/// A journal directory found by [`open_directory`].
+struct Found {
+    spec: JournalSpec,
+    dir: PathBuf,
+    recovered: Recovered,
+    /// `None` for a journal written before revisions existed.
+    revisions: Option<Revisions>,
 }
 
 impl fmt::Debug for Broker {
@@ -120,8 +192,16 @@ impl Broker {
         let root = dir.as_ref().to_path_buf();
         let backend = config.backend.clone();
         let open_root = root.clone();
-        let (dir_lock, found) =
-            blocking(move || open_directory(backend.as_ref(), &open_root)).await??;
+        let Opened {
+            lock: dir_lock,
+            revision: stored,
+            journals: found,
+        } = blocking(move || open_directory(backend.as_ref(), &open_root)).await??;
+        // Never below a stored revision, and never 0 (Gazette's "absent").
+        let registry = found
+            .iter()
+            .filter_map(|found| found.revisions.map(|r| r.modify))
+            .fold(stored.max(1), i64::max);
         let inner = Arc::new(Inner {
             root,
             config,
@@ -129,12 +209,19 @@ impl Broker {
             apply_lock: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             dir_lock: Mutex::new(Some(Arc::from(dir_lock))),
+            registry: watch::Sender::new(registry),
         });
         {
             let mut journals = write(&inner.journals);
-            for (spec, dir, recovered) in found {
-                let name = spec.name.clone();
-                journals.insert(name, inner.start_journal(spec, dir, recovered)?);
+            for found in found {
+                let name = found.spec.name.clone();
+                let revisions = found.revisions.unwrap_or(Revisions {
+                    create: registry,
+                    modify: registry,
+                });
+                let journal =
+                    inner.start_journal(found.spec, found.dir, found.recovered, revisions)?;
+                journals.insert(name, journal);
             }
         }
         Ok(Broker { inner })
@@ -189,6 +276,83 @@ impl Broker {
             shared.set_health(Health::ShutDown);
         }
         lock(&self.inner.dir_lock).take();
+        // Watchers wake, list, and learn that the broker is gone.
+        self.inner.registry.send_modify(|_| {});
+    }
+
+    /// The journals matching `selector`, sorted by name, with their
+    /// revisions and the registry revision.
+    pub fn list_journals(&self, selector: &LabelSelector) -> Result<Listing, BrokerError> {
+        self.inner.check_open()?;
+        selector.validate()?;
+        let journals = read(&self.inner.journals);
+        let revision = *self.inner.registry.borrow();
+        let journals = journals
+            .values()
+            .map(|journal| ListedJournal {
+                spec: read(&journal.shared.spec).clone(),
+                revisions: *lock(&journal.revisions),
+            })
+            .filter(|listed| selector.matches(&listed.spec.labels_with_meta()))
+            .collect();
+        Ok(Listing { revision, journals })
+    }
+
+    /// A receiver of the registry revision: it sees a change after every
+    /// Apply, and once more at shutdown (when listing then fails with
+    /// [`BrokerError::Unavailable`]).
+    pub fn watch_registry(&self) -> watch::Receiver<i64> {
+        self.inner.registry.subscribe()
+    }
+
+    /// Applies `changes` atomically if every journal's mod revision meets
+    /// its change's expectation; otherwise applies nothing and says which
+    /// journal did not. Validation errors come before revision checks, and
+    /// those before [`BrokerError::JournalNotFound`] for a deleted journal
+    /// that does not exist.
+    pub async fn apply_expecting(
+        &self,
+        changes: Vec<(JournalChange, ExpectRevision)>,
+    ) -> Result<ApplyOutcome, BrokerError> {
+        self.inner.apply(changes).await
+    }
+
+    /// The write head of `journal` and the fragment holding `offset`. Unlike
+    /// [`Broker::write_head`], a corrupt journal answers too: it is readable
+    /// below its damage.
+    pub fn read_position(&self, journal: &str, offset: i64) -> Result<ReadPosition, BrokerError> {
+        let shared = self.inner.journal(journal)?.shared.clone();
+        let committed = shared.committed();
+        if let Health::Deleted | Health::ShutDown = committed.health {
+            return Err(committed
+                .error(journal)
+                .unwrap_or_else(|| BrokerError::Unavailable(journal.into())));
+        }
+        Ok(ReadPosition {
+            write_head: committed.head,
+            fragment: shared.locate(offset).map(|f| f.begin..f.end),
+        })
+    }
+
+    /// The fragments of `journal`'s index in offset order, with the time
+    /// each file was last written (one `fstat` per fragment).
+    pub async fn fragments(&self, journal: &str) -> Result<Vec<FragmentInfo>, BrokerError> {
+        let shared = self.inner.journal(journal)?.shared.clone();
+        let index: Vec<_> = read(&shared.fragments)
+            .iter()
+            .map(|f| (f.begin, f.end, f.file.clone()))
+            .collect();
+        blocking(move || {
+            index
+                .into_iter()
+                .map(|(begin, end, file)| FragmentInfo {
+                    begin,
+                    end,
+                    mod_time: file.modified().ok(),
+                })
+                .collect()
+        })
+        .await
     }
 }
 
@@ -218,11 +382,149 @@ impl Inner {
             .ok_or_else(|| BrokerError::JournalNotFound(name.to_string()))
     }
 
+    /// See [`Broker::apply_expecting`].
+    async fn apply(
+        &self,
+        changes: Vec<(JournalChange, ExpectRevision)>,
+    ) -> Result<ApplyOutcome, BrokerError> {
+        let _apply = self.apply_lock.lock().await;
+        self.check_open()?;
+        let mut names = BTreeSet::new();
+        let mut recorded = Vec::with_capacity(changes.len());
+        let mut expectations = Vec::with_capacity(changes.len());
+        for (change, expect) in changes {
+            let change = match change {
+                JournalChange::Upsert(spec) => {
+                    spec.validate()?;
+                    Change::Upsert(spec)
+                }
+                JournalChange::Delete(name) => {
+                    validate_journal_name(&name)?;
+                    Change::Delete(name)
+                }
+            };
+            let name = match &change {
+                Change::Upsert(spec) => spec.name.clone(),
+                Change::Delete(name) => name.clone(),
+            };
+            if !names.insert(name.clone()) {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "journal {name} appears twice in one Apply"
+                )));
+            }
+            expectations.push((name, expect));
+            recorded.push(change);
+        }
+        {
+            let journals = read(&self.journals);
+            for (journal, expected) in expectations {
+                let current = journals.get(&journal).map(|j| *lock(&j.revisions));
+                if !expected.admits(current) {
+                    return Ok(ApplyOutcome::RevisionMismatch {
+                        journal,
+                        expected,
+                        actual: current.map(|r| r.modify),
+                    });
+                }
+            }
+            for change in &recorded {
+                if let Change::Delete(name) = change
+                    && !journals.contains_key(name)
+                {
+                    return Err(BrokerError::JournalNotFound(name.clone()));
+                }
+            }
+        }
+        let revision = *self.registry.borrow();
+        if recorded.is_empty() {
+            return Ok(ApplyOutcome::Applied { revision });
+        }
+        let revision = revision + 1;
+
+        let (backend, root) = (self.config.backend.clone(), self.root.clone());
+        let pending = recorded.clone();
+        blocking(move || -> io::Result<()> {
+            for change in &pending {
+                if let Change::Upsert(spec) = change {
+                    apply::check_directory(backend.as_ref(), &root, &spec.name)?;
+                }
+            }
+            // Stored before the Apply is recorded, so a redo reuses it.
+            revision::write_registry(backend.as_ref(), &root, revision)?;
+            apply::record_pending(backend.as_ref(), &root, &pending)
+        })
+        .await?
+        .map_err(|err| match err.kind() {
+            io::ErrorKind::AlreadyExists => BrokerError::InvalidArgument(err.to_string()),
+            _ => BrokerError::Io {
+                context: "recording an Apply".into(),
+                source: err,
+            },
+        })?;
+
+        // Deleted journals stop before their files go: appends fail with
+        // JournalNotFound, readers are woken, and the writer finishes.
+        for change in &recorded {
+            if let Change::Delete(name) = change {
+                let journal = write(&self.journals).remove(name);
+                if let Some(journal) = journal {
+                    journal.shared.set_health(Health::Deleted);
+                    let writer = lock(&journal.writer).take();
+                    drop(journal);
+                    if let Some(writer) = writer {
+                        let _ = writer.await;
+                    }
+                }
+            }
+        }
+
+        let (backend, root) = (self.config.backend.clone(), self.root.clone());
+        let work = recorded.clone();
+        let carried = blocking(move || {
+            apply::carry_out(backend.as_ref(), &root, &work, revision)?;
+            apply::clear_pending(backend.as_ref(), &root)
+        })
+        .await?
+        .map_err(io_error(
+            "applying journal changes (they complete on the next open)",
+        ));
+
+        // Upserts become visible together, with the new revision; the
+        // deletions already took effect, so the revision moves even if
+        // carrying out failed.
+        let mut journals = write(&self.journals);
+        self.registry.send_replace(revision);
+        carried?;
+        for change in recorded {
+            if let Change::Upsert(spec) = change {
+                match journals.get(&spec.name) {
+                    Some(journal) => {
+                        *write(&journal.shared.spec) = spec;
+                        lock(&journal.revisions).modify = revision;
+                    }
+                    None => {
+                        let dir = journal_dir(&self.root, &spec.name);
+                        let name = spec.name.clone();
+                        let revisions = Revisions {
+                            create: revision,
+                            modify: revision,
+                        };
+                        let journal =
+                            self.start_journal(spec, dir, Recovered::empty(), revisions)?;
+                        journals.insert(name, journal);
+                    }
+                }
+            }
+        }
+        Ok(ApplyOutcome::Applied { revision })
+    }
+
     fn start_journal(
         &self,
         spec: JournalSpec,
         dir: PathBuf,
         mut recovered: Recovered,
+        revisions: Revisions,
     ) -> Result<Arc<Journal>, BrokerError> {
         let dir_lock = lock(&self.dir_lock)
             .clone()
@@ -242,16 +544,13 @@ impl Inner {
             shared,
             appends,
             writer: Mutex::new(Some(writer)),
+            revisions: Mutex::new(revisions),
         }))
     }
 }
 
 /// Blocking part of [`Broker::open`].
-#[allow(clippy::type_complexity, reason = "a private, single-use return type")]
-fn open_directory(
-    backend: &dyn Backend,
-    root: &Path,
-) -> Result<(Box<dyn DirLock>, Vec<(JournalSpec, PathBuf, Recovered)>), BrokerError> {
+fn open_directory(backend: &dyn Backend, root: &Path) -> Result<Opened, BrokerError> {
     let journals_dir = root.join(JOURNALS_DIR);
     backend
         .create_dir_all(&journals_dir)
@@ -267,6 +566,8 @@ fn open_directory(
         },
     })?;
     apply::redo_pending(backend, root).map_err(io_error("completing an interrupted Apply"))?;
+    let stored = revision::read_registry(backend, root)
+        .map_err(io_error("reading the registry revision (inspect the file)"))?;
     let mut names = backend
         .list_dir(&journals_dir)
         .map_err(io_error(format!("listing {}", journals_dir.display())))?;
@@ -295,120 +596,43 @@ fn open_directory(
                 ..Recovered::empty()
             }
         });
-        found.push((spec, dir, recovered));
+        let revisions = revision::read_journal(backend, &dir).unwrap_or_else(|err| {
+            tracing::error!(journal = spec.name.as_str(), error = %err, "unreadable revisions: the journal gets the registry revision");
+            None
+        });
+        found.push(Found {
+            spec,
+            dir,
+            recovered,
+            revisions,
+        });
     }
-    Ok((dir_lock, found))
+    Ok(Opened {
+        lock: dir_lock,
+        revision: stored,
+        journals: found,
+    })
 }
 
 #[async_trait]
 impl JournalClient for Broker {
     async fn list(&self, selector: &LabelSelector) -> Result<Vec<JournalSpec>, BrokerError> {
-        self.inner.check_open()?;
-        selector.validate()?;
-        let journals = read(&self.inner.journals);
-        Ok(journals
-            .values()
-            .map(|journal| read(&journal.shared.spec).clone())
-            .filter(|spec| selector.matches(&spec.labels_with_meta()))
-            .collect())
+        let listing = self.list_journals(selector)?;
+        Ok(listing.journals.into_iter().map(|j| j.spec).collect())
     }
 
     async fn apply(&self, changes: Vec<JournalChange>) -> Result<(), BrokerError> {
-        let inner = &self.inner;
-        let _apply = inner.apply_lock.lock().await;
-        inner.check_open()?;
-        let mut names = BTreeSet::new();
-        let mut recorded = Vec::with_capacity(changes.len());
-        for change in changes {
-            let change = match change {
-                JournalChange::Upsert(spec) => {
-                    spec.validate()?;
-                    Change::Upsert(spec)
-                }
-                JournalChange::Delete(name) => {
-                    validate_journal_name(&name)?;
-                    if !read(&inner.journals).contains_key(&name) {
-                        return Err(BrokerError::JournalNotFound(name));
-                    }
-                    Change::Delete(name)
-                }
-            };
-            let name = match &change {
-                Change::Upsert(spec) => spec.name.clone(),
-                Change::Delete(name) => name.clone(),
-            };
-            if !names.insert(name.clone()) {
-                return Err(BrokerError::InvalidArgument(format!(
-                    "journal {name} appears twice in one Apply"
-                )));
-            }
-            recorded.push(change);
+        let changes = changes
+            .into_iter()
+            .map(|change| (change, ExpectRevision::Any))
+            .collect();
+        match self.inner.apply(changes).await? {
+            ApplyOutcome::Applied { .. } => Ok(()),
+            // `Any` admits every revision; kept total rather than assumed.
+            ApplyOutcome::RevisionMismatch { journal, .. } => Err(BrokerError::InvalidArgument(
+                format!("journal {journal} changed its revision during the Apply"),
+            )),
         }
-        if recorded.is_empty() {
-            return Ok(());
-        }
-
-        let (backend, root) = (inner.config.backend.clone(), inner.root.clone());
-        let pending = recorded.clone();
-        blocking(move || -> io::Result<()> {
-            for change in &pending {
-                if let Change::Upsert(spec) = change {
-                    apply::check_directory(backend.as_ref(), &root, &spec.name)?;
-                }
-            }
-            apply::record_pending(backend.as_ref(), &root, &pending)
-        })
-        .await?
-        .map_err(|err| match err.kind() {
-            io::ErrorKind::AlreadyExists => BrokerError::InvalidArgument(err.to_string()),
-            _ => BrokerError::Io {
-                context: "recording an Apply".into(),
-                source: err,
-            },
-        })?;
-
-        // Deleted journals stop before their files go: appends fail with
-        // JournalNotFound, readers are woken, and the writer finishes.
-        for change in &recorded {
-            if let Change::Delete(name) = change {
-                let journal = write(&inner.journals).remove(name);
-                if let Some(journal) = journal {
-                    journal.shared.set_health(Health::Deleted);
-                    let writer = lock(&journal.writer).take();
-                    drop(journal);
-                    if let Some(writer) = writer {
-                        let _ = writer.await;
-                    }
-                }
-            }
-        }
-
-        let (backend, root) = (inner.config.backend.clone(), inner.root.clone());
-        let work = recorded.clone();
-        blocking(move || {
-            apply::carry_out(backend.as_ref(), &root, &work)?;
-            apply::clear_pending(backend.as_ref(), &root)
-        })
-        .await?
-        .map_err(io_error(
-            "applying journal changes (they complete on the next open)",
-        ))?;
-
-        for change in recorded {
-            if let Change::Upsert(spec) = change {
-                let existing = read(&inner.journals).get(&spec.name).cloned();
-                match existing {
-                    Some(journal) => *write(&journal.shared.spec) = spec,
-                    None => {
-                        let dir = journal_dir(&inner.root, &spec.name);
-                        let name = spec.name.clone();
-                        let journal = inner.start_journal(spec, dir, Recovered::empty())?;
-                        write(&inner.journals).insert(name, journal);
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResponse, BrokerError> {
@@ -1446,5 +1670,176 @@ mod test {
         ));
         let second = Broker::open(ROOT, config(&disk)).await;
         assert!(second.is_ok(), "shutdown releases the directory");
+    }
+
+    #[tokio::test]
+    async fn applies_check_revisions_atomically_and_revisions_persist() {
+        let disk = SimBackend::new();
+        let broker = open(&disk).await;
+        let upsert = |name: &str, expect| (JournalChange::Upsert(JournalSpec::new(name)), expect);
+        let revisions = |broker: &Broker| {
+            let listing = broker.list_journals(&LabelSelector::all()).expect("list");
+            let journals: Vec<(String, Revisions)> = listing
+                .journals
+                .into_iter()
+                .map(|j| (j.spec.name, j.revisions))
+                .collect();
+            (listing.revision, journals)
+        };
+        let applied = |outcome| match outcome {
+            ApplyOutcome::Applied { revision } => revision,
+            other => panic!("expected Applied, got {other:?}"),
+        };
+        let r1 = applied(
+            broker
+                .apply_expecting(vec![upsert("test/a", ExpectRevision::Absent)])
+                .await
+                .expect("create"),
+        );
+        let at = |create, modify| Revisions { create, modify };
+        assert_eq!(
+            revisions(&broker),
+            (r1, vec![("test/a".into(), at(r1, r1))])
+        );
+
+        let relabeled = JournalSpec::new("test/a").with_labels(labels("kind=x"));
+        let r2 = applied(
+            broker
+                .apply_expecting(vec![
+                    (JournalChange::Upsert(relabeled), ExpectRevision::Equal(r1)),
+                    upsert("test/b", ExpectRevision::Absent),
+                ])
+                .await
+                .expect("update"),
+        );
+        assert!(r2 > r1);
+        let expected = vec![("test/a".into(), at(r1, r2)), ("test/b".into(), at(r2, r2))];
+        assert_eq!(revisions(&broker), (r2, expected.clone()));
+
+        // A stale expectation on one change refuses the whole Apply.
+        let stale = broker
+            .apply_expecting(vec![
+                upsert("test/c", ExpectRevision::Absent),
+                upsert("test/a", ExpectRevision::Equal(r1)),
+            ])
+            .await
+            .expect("refused, not failed");
+        assert_eq!(
+            stale,
+            ApplyOutcome::RevisionMismatch {
+                journal: "test/a".into(),
+                expected: ExpectRevision::Equal(r1),
+                actual: Some(r2),
+            }
+        );
+        let exists = broker
+            .apply_expecting(vec![upsert("test/b", ExpectRevision::Absent)])
+            .await
+            .expect("refused");
+        assert!(matches!(
+            exists,
+            ApplyOutcome::RevisionMismatch {
+                actual: Some(_),
+                ..
+            }
+        ));
+        let missing = broker
+            .apply_expecting(vec![(
+                JournalChange::Delete("test/zz".into()),
+                ExpectRevision::Equal(r2),
+            )])
+            .await
+            .expect("refused");
+        assert!(matches!(
+            missing,
+            ApplyOutcome::RevisionMismatch { actual: None, .. }
+        ));
+        assert_eq!(revisions(&broker), (r2, expected.clone()));
+
+        broker.shutdown().await;
+        drop(broker);
+        let reopened = open(&disk).await;
+        assert_eq!(
+            revisions(&reopened),
+            (r2, expected),
+            "revisions survive a restart"
+        );
+        let r3 = applied(
+            reopened
+                .apply_expecting(vec![(
+                    JournalChange::Delete("test/b".into()),
+                    ExpectRevision::Equal(r2),
+                )])
+                .await
+                .expect("delete"),
+        );
+        assert!(r3 > r2);
+        assert_eq!(
+            revisions(&reopened),
+            (r3, vec![("test/a".into(), at(r1, r2))])
+        );
+    }
+
+    #[tokio::test]
+    async fn registry_watchers_wake_on_every_apply_and_at_shutdown() {
+        let disk = SimBackend::new();
+        let broker = open(&disk).await;
+        let mut changes = broker.watch_registry();
+        let before = *changes.borrow_and_update();
+        create(&broker, JournalSpec::new("test/watched")).await;
+        tokio::time::timeout(Duration::from_secs(5), changes.changed())
+            .await
+            .expect("woken")
+            .expect("sender alive");
+        assert_eq!(*changes.borrow_and_update(), before + 1);
+        broker.shutdown().await;
+        tokio::time::timeout(Duration::from_secs(5), changes.changed())
+            .await
+            .expect("woken at shutdown")
+            .expect("sender alive");
+        assert!(matches!(
+            broker.list_journals(&LabelSelector::all()),
+            Err(BrokerError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn fragments_and_read_positions_describe_the_index() {
+        let disk = SimBackend::new();
+        let config = BrokerConfig {
+            fragment_length: 1024,
+            ..config(&disk)
+        };
+        let broker = Broker::open(ROOT, config).await.expect("open");
+        create(&broker, JournalSpec::new("test/index")).await;
+        for i in 0..40 {
+            append(&broker, "test/index", &format!("{i:03}").repeat(30)).await;
+        }
+        let head = broker.write_head("test/index").expect("head");
+        let fragments = broker.fragments("test/index").await.expect("fragments");
+        assert!(fragments.len() >= 3, "{fragments:?}");
+        assert_eq!(fragments.first().map(|f| f.begin), Some(0));
+        assert_eq!(fragments.last().map(|f| f.end), Some(head));
+        for pair in fragments.windows(2) {
+            assert_eq!(pair[0].end, pair[1].begin, "contiguous");
+        }
+        assert!(fragments.iter().all(|f| f.mod_time.is_some()));
+        let second = &fragments[1];
+        let position = broker
+            .read_position("test/index", second.begin + 1)
+            .expect("position");
+        assert_eq!(position.write_head, head);
+        assert_eq!(position.fragment, Some(second.begin..second.end));
+        assert_eq!(
+            broker
+                .read_position("test/index", head)
+                .expect("at head")
+                .fragment,
+            None
+        );
+        assert!(matches!(
+            broker.fragments("test/none").await,
+            Err(BrokerError::JournalNotFound(_))
+        ));
     }
 }

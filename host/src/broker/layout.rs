@@ -4,9 +4,11 @@
 //! <data dir>/
 //!   LOCK                         held while a broker has the directory open
 //!   apply.pending                an Apply being carried out (redone on open)
+//!   revision                     the last registry revision (see the revision module)
 //!   journals/
 //!     <journal dir>/
 //!       spec.json                the journal's spec (written atomically)
+//!       revision.json            its create and mod revisions (written atomically)
 //!       0000000000000000-0000000000100400.frag   closed fragment [begin, end)
 //!       0000000000100400.spool                   the open fragment, from begin
 //! ```
@@ -34,6 +36,10 @@ pub(crate) const JOURNALS_DIR: &str = "journals";
 pub(crate) const SPEC_FILE: &str = "spec.json";
 /// The redo record of an Apply in progress.
 pub(crate) const APPLY_PENDING: &str = "apply.pending";
+/// The last registry revision.
+pub(crate) const REVISION_FILE: &str = "revision";
+/// A journal's create and mod revisions.
+pub(crate) const JOURNAL_REVISION_FILE: &str = "revision.json";
 
 const MAX_ESCAPED_LEN: usize = 200;
 const LONG_PREFIX_LEN: usize = 160;

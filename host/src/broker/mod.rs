@@ -84,15 +84,17 @@ mod layout;
 pub mod protocol;
 mod reader;
 mod record;
+pub mod revision;
 pub mod sim;
 pub mod spec;
 mod writer;
 
-pub use embedded::{Broker, BrokerConfig};
+pub use embedded::{Broker, BrokerConfig, FragmentInfo, ListedJournal, Listing, ReadPosition};
 pub use protocol::{
     AppendRequest, AppendResponse, BrokerError, JournalChange, JournalClient, ReadChunk,
     ReadRequest, ReadStream,
 };
+pub use revision::{ApplyOutcome, ExpectRevision, Revisions};
 pub use spec::{JournalSpec, Label, LabelSelector, LabelSet, SpecError};
 
 impl From<SpecError> for BrokerError {

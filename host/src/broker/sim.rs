@@ -22,7 +22,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -46,6 +46,8 @@ pub enum CrashMode {
 struct SimFile {
     data: Vec<u8>,
     synced: usize,
+    /// When `data` last changed; `None` until it first does.
+    modified: Option<SystemTime>,
 }
 
 type FileRef = Arc<Mutex<SimFile>>;
@@ -121,7 +123,13 @@ impl SimBackend {
                 data.extend_from_slice(&tail);
             }
             let synced = data.len();
-            durable.insert(path.clone(), Arc::new(Mutex::new(SimFile { data, synced })));
+            let modified = file.modified;
+            let copy = SimFile {
+                data,
+                synced,
+                modified,
+            };
+            durable.insert(path.clone(), Arc::new(Mutex::new(copy)));
         }
         let state = State {
             dirs: state.dirs.clone(),
@@ -282,6 +290,7 @@ impl Backend for SimBackend {
         let file = SimFile {
             data: bytes.to_vec(),
             synced: bytes.len(),
+            modified: Some(SystemTime::now()),
         };
         state
             .live
@@ -364,6 +373,7 @@ impl AppendFile for SimAppendFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let fail = lock(&self.shared.state).fail_appends;
         let mut file = lock(&self.file);
+        file.modified = Some(SystemTime::now());
         if fail {
             file.data.extend_from_slice(&bytes[..bytes.len() / 2]);
             return Err(io::Error::from_raw_os_error(28 /* ENOSPC */));
@@ -398,6 +408,7 @@ impl AppendFile for SimAppendFile {
         let len = usize::try_from(len).map_err(io::Error::other)?;
         file.data.truncate(len);
         file.synced = file.synced.min(len);
+        file.modified = Some(SystemTime::now());
         Ok(())
     }
 
@@ -423,6 +434,12 @@ impl ReadFile for SimReadFile {
 
     fn size(&self) -> io::Result<u64> {
         Ok(lock(&self.0).data.len() as u64)
+    }
+
+    fn modified(&self) -> io::Result<SystemTime> {
+        lock(&self.0)
+            .modified
+            .ok_or_else(|| io::Error::other("the file was never written"))
     }
 }
 

@@ -9,6 +9,10 @@
 //! 4. reads of the journals written in phases 2 and 3, from offset 0 to the
 //!    write head, with checksums verified.
 //!
+//! With `--grpc` every phase runs twice in the same process, over the same
+//! broker: through the embedded client, and through the Journal gRPC
+//! service on loopback with [`GrpcJournalClient`].
+//!
 //! The table reports appends/s, MB/s (10^6 bytes), fsyncs, appends per
 //! fsync and append latency percentiles. Run it on the disk you care about:
 //! on tmpfs an fsync is free and the numbers mean little.
@@ -26,13 +30,16 @@ use crate::broker::backend::{Backend, FsBackend};
 use crate::broker::{
     AppendRequest, Broker, BrokerConfig, JournalChange, JournalClient, JournalSpec, ReadRequest,
 };
+use crate::service::journal::JournalService;
+use crate::service::journal_client::{GrpcJournalClient, RetryPolicy};
 
 /// Journal append and read throughput (fsync on).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   weir bench journals
   weir bench journals --writers 64 --seconds 5
-  weir bench journals --data-dir /mnt/ssd/weir-bench --large-size 4194304")]
+  weir bench journals --data-dir /mnt/ssd/weir-bench --large-size 4194304
+  weir bench journals --grpc                    # embedded and gRPC side by side")]
 pub struct BenchJournals {
     /// Directory for the benchmark's data (default: a new temporary
     /// directory, removed afterwards).
@@ -53,6 +60,9 @@ pub struct BenchJournals {
     /// Seconds each append phase runs.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Also run every phase over gRPC on loopback, for comparison.
+    #[arg(long)]
+    grpc: bool,
 }
 
 /// What one append phase measured.
@@ -80,44 +90,66 @@ impl BenchJournals {
         let duration = Duration::from_secs_f64(self.seconds);
         let small = vec![b's'; self.small_size];
         let large = vec![b'L'; self.large_size];
+        let mut paths: Vec<(&str, Arc<dyn JournalClient>)> =
+            vec![("embedded", Arc::new(broker.clone()))];
+        let server = if self.grpc {
+            let (server, client) = grpc_loopback(&broker).await?;
+            paths.push(("gRPC", Arc::new(client)));
+            Some(server)
+        } else {
+            None
+        };
         let mut phases = Vec::new();
-        for (journal, writers, content, label) in [
-            (
-                "bench/small-1",
-                1,
-                &small,
-                format!("{} B x 1 writer", self.small_size),
-            ),
-            (
-                "bench/small-n",
-                self.writers,
-                &small,
-                format!("{} B x {} writers", self.small_size, self.writers),
-            ),
-            (
-                "bench/large",
-                self.large_writers,
-                &large,
-                format!("{} x {} writers", size(self.large_size), self.large_writers),
-            ),
-        ] {
-            let content = Bytes::from(content.clone());
-            let phase = append_phase(
-                &broker, &backend, journal, writers, content, duration, label,
-            );
-            phases.push(phase.await?);
+        let mut reads = Vec::new();
+        for (path, client) in &paths {
+            for (journal, writers, content, label) in [
+                (
+                    "small-1",
+                    1,
+                    &small,
+                    format!("{path}: {} B x 1 writer", self.small_size),
+                ),
+                (
+                    "small-n",
+                    self.writers,
+                    &small,
+                    format!("{path}: {} B x {} writers", self.small_size, self.writers),
+                ),
+                (
+                    "large",
+                    self.large_writers,
+                    &large,
+                    format!(
+                        "{path}: {} x {} writers",
+                        size(self.large_size),
+                        self.large_writers
+                    ),
+                ),
+            ] {
+                let content = Bytes::from(content.clone());
+                let journal = format!("bench/{}/{journal}", path.to_lowercase());
+                let phase = append_phase(
+                    client, &backend, &journal, writers, content, duration, label,
+                );
+                phases.push(phase.await?);
+            }
+            for (journal, label) in [("small-n", "small appends"), ("large", "large appends")] {
+                let journal = format!("bench/{}/{journal}", path.to_lowercase());
+                let (bytes, elapsed) = read_phase(client.as_ref(), &journal).await?;
+                reads.push((format!("{path}: {label}"), bytes, elapsed));
+            }
         }
 
         println!();
         println!(
-            "{:<24} {:>11} {:>9} {:>8} {:>13} {:>8} {:>8} {:>8}",
+            "{:<32} {:>11} {:>9} {:>8} {:>13} {:>8} {:>8} {:>8}",
             "appends", "appends/s", "MB/s", "fsyncs", "appends/fsync", "p50 ms", "p99 ms", "max ms"
         );
         for p in &phases {
             let secs = p.elapsed.as_secs_f64();
             let ms = |q: f64| p.latency.value_at_quantile(q) as f64 / 1000.0;
             println!(
-                "{:<24} {:>11.0} {:>9.1} {:>8} {:>13.1} {:>8.2} {:>8.2} {:>8.2}",
+                "{:<32} {:>11.0} {:>9.1} {:>8} {:>13.1} {:>8.2} {:>8.2} {:>8.2}",
                 p.label,
                 p.appends as f64 / secs,
                 p.bytes as f64 / secs / 1e6,
@@ -129,18 +161,17 @@ impl BenchJournals {
             );
         }
         println!();
-        println!("{:<24} {:>11} {:>9}", "reads (from 0)", "bytes", "MB/s");
-        for (journal, label) in [
-            ("bench/small-n", "small appends"),
-            ("bench/large", "large appends"),
-        ] {
-            let (bytes, elapsed) = read_phase(&broker, journal).await?;
+        println!("{:<32} {:>11} {:>9}", "reads (from 0)", "bytes", "MB/s");
+        for (label, bytes, elapsed) in reads {
             println!(
-                "{:<24} {:>11} {:>9.1}",
+                "{:<32} {:>11} {:>9.1}",
                 label,
                 bytes,
                 bytes as f64 / elapsed.as_secs_f64() / 1e6
             );
+        }
+        if let Some(server) = server {
+            server.abort();
         }
         broker.shutdown().await;
         Ok(())
@@ -155,8 +186,30 @@ fn size(bytes: usize) -> String {
     }
 }
 
-async fn append_phase(
+/// A Journal gRPC service over `broker` on 127.0.0.1, and a client of it.
+async fn grpc_loopback(
     broker: &Broker,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, GrpcJournalClient)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let service = JournalService::new(broker.clone()).into_server();
+    let server = tokio::spawn(async move {
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let served = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await;
+        if let Err(err) = served {
+            eprintln!("the benchmark's gRPC server failed: {err}");
+        }
+    });
+    let client = GrpcJournalClient::connect(&addr.to_string(), RetryPolicy::default()).await?;
+    Ok((server, client))
+}
+
+async fn append_phase(
+    client: &Arc<dyn JournalClient>,
     backend: &FsBackend,
     journal: &str,
     writers: usize,
@@ -164,7 +217,7 @@ async fn append_phase(
     duration: Duration,
     label: String,
 ) -> anyhow::Result<Phase> {
-    broker
+    client
         .apply(vec![JournalChange::Upsert(JournalSpec::new(journal))])
         .await?;
     let fsyncs_before = backend.stats().data_syncs;
@@ -172,7 +225,7 @@ async fn append_phase(
     let deadline = started + duration;
     let tasks: Vec<_> = (0..writers.max(1))
         .map(|_| {
-            let (broker, content, journal) = (broker.clone(), content.clone(), journal.to_string());
+            let (broker, content, journal) = (client.clone(), content.clone(), journal.to_string());
             tokio::spawn(async move {
                 let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
                 let (mut appends, mut bytes) = (0u64, 0u64);
@@ -211,7 +264,7 @@ async fn append_phase(
     Ok(phase)
 }
 
-async fn read_phase(broker: &Broker, journal: &str) -> anyhow::Result<(u64, Duration)> {
+async fn read_phase(broker: &dyn JournalClient, journal: &str) -> anyhow::Result<(u64, Duration)> {
     let started = Instant::now();
     let request = ReadRequest {
         journal: journal.into(),

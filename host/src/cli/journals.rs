@@ -1,10 +1,12 @@
-//! `weir journals`: create, list, append to and read the journals of a local
-//! data directory, through the embedded [`Broker`].
+//! `weir journals`: create, apply, list, append to and read journals, of a
+//! local data directory (`--data-dir`, through the embedded
+//! [`Broker`](crate::broker::Broker)) or of a running server (`--broker`).
 //!
-//! Each command opens the data directory (taking its lock, so it fails while
-//! a running host owns it), does one thing, and shuts the broker down. An
-//! append reads all of stdin and commits it as **one atomic append**; its
-//! committed range is printed once it is durable.
+//! With `--data-dir` each command opens the directory (taking its lock, so
+//! it fails while a running host owns it), does one thing, and shuts the
+//! broker down. An append reads all of stdin and commits it as **one atomic
+//! append**; its committed range is printed once it is durable. `apply -f`
+//! takes gazctl's YAML and applies every change atomically, or none.
 
 use std::path::PathBuf;
 
@@ -13,9 +15,11 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::specs_yaml::{JournalApply, parse_journals};
+use super::target::Target;
+use crate::broker::revision::{ApplyOutcome, ExpectRevision};
 use crate::broker::{
-    AppendRequest, Broker, BrokerConfig, JournalChange, JournalClient, JournalSpec, LabelSelector,
-    LabelSet, ReadRequest,
+    AppendRequest, JournalChange, JournalSpec, LabelSelector, LabelSet, ReadRequest,
 };
 
 /// Create, list, append to and read journals.
@@ -24,17 +28,12 @@ use crate::broker::{
   weir journals create --data-dir ./data examples/greetings --label content-type=text/plain
   echo hello | weir journals append --data-dir ./data examples/greetings
   weir journals read --data-dir ./data examples/greetings --offset 0
-  weir journals list --data-dir ./data --selector 'prefix=examples/'")]
+  weir journals list --data-dir ./data --selector 'prefix=examples/'
+  weir journals list --broker 127.0.0.1:8080
+  weir journals apply --broker 127.0.0.1:8080 -f journals.yaml")]
 pub struct JournalsCommand {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Args)]
-struct DataDir {
-    /// The broker's data directory (created if missing).
-    #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +44,17 @@ enum Command {
       --label app.gazette.dev/message-type=stream_sum.Chunk \\
       --label content-type=application/x-ndjson")]
     Create(CreateArgs),
+    /// Apply journal specs from a gazctl YAML file, atomically.
+    #[command(
+        after_help = "The file is a tree of nodes as gazctl takes it: a name ending in / is a
+directory whose fields its children inherit; `delete: true` deletes; `revision: N`
+applies only if the journal's mod revision is N (0: it must not exist).
+
+Examples:
+  weir journals apply --broker 127.0.0.1:8080 -f journals.yaml
+  weir journals apply --data-dir ./data -f journals.yaml"
+    )]
+    Apply(ApplyArgs),
     /// List journals, optionally selected by labels.
     #[command(
         after_help = "Selectors: a=b, a!=b, a in (x,y), a notin (x,y), a (exists), !a,
@@ -72,7 +82,7 @@ Examples:
 #[derive(Debug, Args)]
 struct CreateArgs {
     #[command(flatten)]
-    dir: DataDir,
+    target: Target,
     /// Journal name, e.g. examples/greetings.
     name: String,
     /// A label, as NAME=VALUE (repeatable).
@@ -84,9 +94,18 @@ struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The YAML file.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
 struct ListArgs {
     #[command(flatten)]
-    dir: DataDir,
+    target: Target,
     /// Label selector (empty: every journal).
     #[arg(long, default_value = "")]
     selector: String,
@@ -95,7 +114,7 @@ struct ListArgs {
 #[derive(Debug, Args)]
 struct AppendArgs {
     #[command(flatten)]
-    dir: DataDir,
+    target: Target,
     /// Journal name.
     name: String,
 }
@@ -103,7 +122,7 @@ struct AppendArgs {
 #[derive(Debug, Args)]
 struct ReadArgs {
     #[command(flatten)]
-    dir: DataDir,
+    target: Target,
     /// Journal name.
     name: String,
     /// Offset to start at; -1 is the write head.
@@ -117,17 +136,12 @@ struct ReadArgs {
     block: bool,
 }
 
-async fn open(dir: &DataDir) -> anyhow::Result<Broker> {
-    Broker::open(&dir.data_dir, BrokerConfig::default())
-        .await
-        .with_context(|| format!("opening data directory {}", dir.data_dir.display()))
-}
-
 impl JournalsCommand {
     /// Runs the chosen subcommand.
     pub async fn execute(self) -> anyhow::Result<()> {
         match self.command {
             Command::Create(args) => create(args).await,
+            Command::Apply(args) => apply(args).await,
             Command::List(args) => list(args).await,
             Command::Append(args) => append(args).await,
             Command::Read(args) => read(args).await,
@@ -140,30 +154,84 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let mut spec = JournalSpec::new(args.name.clone()).with_labels(labels);
     spec.fragment_length = args.fragment_length.unwrap_or(0);
     spec.validate()?;
-    let broker = open(&args.dir).await?;
+    let journals = args.target.open().await?;
     let result = async {
-        let selector: LabelSelector = format!("name={}", args.name).parse()?;
-        if !broker.list(&selector).await?.is_empty() {
-            bail!("journal {} already exists", args.name);
+        match journals
+            .apply_expecting(vec![(JournalChange::Upsert(spec), ExpectRevision::Absent)])
+            .await?
+        {
+            ApplyOutcome::Applied { .. } => {
+                println!("created {}", args.name);
+                Ok(())
+            }
+            ApplyOutcome::RevisionMismatch { .. } => bail!("journal {} already exists", args.name),
         }
-        broker.apply(vec![JournalChange::Upsert(spec)]).await?;
-        println!("created {}", args.name);
-        Ok(())
     }
     .await;
-    broker.shutdown().await;
+    journals.close().await;
     result
+}
+
+async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
+    let yaml = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let changes: Vec<(JournalChange, ExpectRevision)> = parse_journals(&yaml)
+        .with_context(|| format!("in {}", args.file.display()))?
+        .into_iter()
+        .map(|change| match change {
+            JournalApply::Upsert {
+                spec,
+                expect_mod_revision,
+            } => (
+                JournalChange::Upsert(spec),
+                expectation(expect_mod_revision),
+            ),
+            JournalApply::Delete {
+                name,
+                expect_mod_revision,
+            } => (
+                JournalChange::Delete(name),
+                expectation(expect_mod_revision),
+            ),
+        })
+        .collect();
+    let count = changes.len();
+    let journals = args.target.open().await?;
+    let result = journals.apply_expecting(changes).await;
+    journals.close().await;
+    match result? {
+        ApplyOutcome::Applied { revision } => {
+            println!("applied {count} changes (revision {revision})");
+            Ok(())
+        }
+        ApplyOutcome::RevisionMismatch {
+            journal,
+            expected,
+            actual,
+        } => bail!(
+            "nothing applied: journal {journal} expected revision {expected:?}, is {actual:?}"
+        ),
+    }
+}
+
+/// gazctl's `revision` as an expectation.
+fn expectation(revision: i64) -> ExpectRevision {
+    match revision {
+        0 => ExpectRevision::Absent,
+        revision if revision > 0 => ExpectRevision::Equal(revision),
+        _ => ExpectRevision::Any,
+    }
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<()> {
     let selector: LabelSelector = args.selector.parse().context("parsing --selector")?;
-    let broker = open(&args.dir).await?;
+    let journals = args.target.open().await?;
     let result = async {
-        let specs = broker.list(&selector).await?;
+        let specs = journals.client().list(&selector).await?;
         let width = specs.iter().map(|s| s.name.len()).max().unwrap_or(0).max(4);
         println!("{:width$}  {:>12}  LABELS", "NAME", "HEAD");
         for spec in specs {
-            let head = match broker.write_head(&spec.name) {
+            let head = match journals.write_head(&spec.name).await {
                 Ok(head) => head.to_string(),
                 Err(err) => format!("({err})"),
             };
@@ -172,7 +240,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         Ok(())
     }
     .await;
-    broker.shutdown().await;
+    journals.close().await;
     result
 }
 
@@ -182,21 +250,21 @@ async fn append(args: AppendArgs) -> anyhow::Result<()> {
         .read_to_end(&mut content)
         .await
         .context("reading stdin")?;
-    let broker = open(&args.dir).await?;
+    let journals = args.target.open().await?;
     let request = AppendRequest {
         journal: args.name.clone(),
         content: Bytes::from(content),
         ..Default::default()
     };
-    let result = broker.append(request).await;
-    broker.shutdown().await;
+    let result = journals.client().append(request).await;
+    journals.close().await;
     let response = result.with_context(|| format!("appending to {}", args.name))?;
     println!("begin={} end={}", response.begin, response.end);
     Ok(())
 }
 
 async fn read(args: ReadArgs) -> anyhow::Result<()> {
-    let broker = open(&args.dir).await?;
+    let journals = args.target.open().await?;
     let request = ReadRequest {
         journal: args.name.clone(),
         offset: args.offset,
@@ -204,7 +272,7 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
         end_offset: args.end.unwrap_or(0),
     };
     let result = async {
-        let mut stream = broker.read(request).await?;
+        let mut stream = journals.client().read(request).await?;
         let mut stdout = tokio::io::stdout();
         loop {
             let chunk = tokio::select! {
@@ -226,6 +294,6 @@ async fn read(args: ReadArgs) -> anyhow::Result<()> {
         Ok(())
     }
     .await;
-    broker.shutdown().await;
+    journals.close().await;
     result.with_context(|| format!("reading {}", args.name))
 }

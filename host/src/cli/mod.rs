@@ -11,8 +11,15 @@ pub mod bench_runtime;
 pub mod bench_sequencer;
 pub mod bench_store;
 pub mod bench_summer;
+pub mod chunker;
 pub mod journals;
+pub mod modules;
+pub mod serve;
+pub mod shards;
+pub mod specs_yaml;
 pub mod stream_sum;
+pub mod stream_sum_remote;
+pub mod target;
 
 /// weir: a stream-processing host with consumer logic in WebAssembly.
 #[derive(Debug, Parser)]
@@ -26,8 +33,16 @@ pub struct Cli {
 enum Command {
     /// Create, list, append to and read journals.
     Journals(journals::JournalsCommand),
-    /// Run Gazette's stream-sum (chunker + summers) on an embedded host.
+    /// Run Gazette's stream-sum (chunker + summers) on an embedded host or a server.
     StreamSum(stream_sum::StreamSumCommand),
+    /// Run the broker and/or the consumer host as a gRPC server.
+    Serve(serve::ServeCommand),
+    /// Apply, list and stat shards on a server.
+    Shards(shards::ShardsCommand),
+    /// Push and list consumer modules on a server.
+    Modules(modules::ModulesCommand),
+    /// Run the stream-sum chunker against a server.
+    Chunker(chunker::ChunkerCommand),
     /// Measure the host's hot paths.
     Bench(bench::BenchCommand),
 }
@@ -50,6 +65,10 @@ impl Cli {
             match self.command {
                 Command::Journals(cmd) => cmd.execute().await,
                 Command::StreamSum(cmd) => cmd.execute().await,
+                Command::Serve(cmd) => cmd.execute().await,
+                Command::Shards(cmd) => cmd.execute().await,
+                Command::Modules(cmd) => cmd.execute().await,
+                Command::Chunker(cmd) => cmd.execute().await,
                 Command::Bench(cmd) => cmd.execute().await,
             }
         });

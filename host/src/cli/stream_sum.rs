@@ -6,14 +6,19 @@
 //! Journals and shards are created if missing, so running it again on the
 //! same `--data-dir` continues where the last run left off: shards recover
 //! from their recovery logs and the new run's streams are verified.
+//!
+//! With `--broker ADDR` it uses a running `weir serve` instead: it creates
+//! the journals, pushes the summer module and applies the summer shards
+//! there if missing, then runs the chunker against it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use super::chunker::{self, JobEnd};
 use crate::broker::protocol::{JournalChange, JournalClient};
 use crate::broker::spec::{JournalSpec, LabelSet};
 use crate::broker::{Broker, BrokerConfig};
@@ -22,8 +27,7 @@ use crate::consumer::{
 };
 use crate::message::AtomicClock;
 use crate::runtime::{
-    ChunkerConfig, ChunkerError, ChunkerReport, GuestLimits, JobLimits, Runtime, RuntimeConfig,
-    guests,
+    ChunkerConfig, ChunkerReport, GuestLimits, JobLimits, Runtime, RuntimeConfig, guests,
 };
 
 /// Gazette's stream-sum journal and shard names.
@@ -54,7 +58,8 @@ pub mod names {
     weir stream-sum                                  # defaults: 8 partitions, 4 workers\n  \
     weir stream-sum --streams 200 --chunks 100\n  \
     weir stream-sum --data-dir /tmp/ss               # run again to continue on the same data\n  \
-    weir stream-sum --streams -1                     # until interrupted (Ctrl-C)")]
+    weir stream-sum --streams -1                     # until interrupted (Ctrl-C)\n  \
+    weir stream-sum --broker 127.0.0.1:8080          # against a running `weir serve`")]
 pub struct StreamSumCommand {
     /// Chunk partitions (and summer shards).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -80,6 +85,13 @@ pub struct StreamSumCommand {
     /// Seed of the chunker's random streams (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Use this running server instead of an embedded host.
+    #[arg(long, value_name = "ADDR", conflicts_with = "data_dir")]
+    pub broker: Option<String>,
+    /// With `--broker`: the consumer host's address, if it is not the
+    /// broker's (`weir serve --role consumer`).
+    #[arg(long, value_name = "ADDR", requires = "broker")]
+    pub consumer: Option<String>,
 }
 
 /// How a run of stream-sum that did not fail ended.
@@ -104,20 +116,17 @@ pub enum StreamSumOutcome {
 impl StreamSumCommand {
     /// Runs stream-sum and prints its summary; fails unless every stream verified.
     pub async fn execute(self) -> Result<()> {
+        if let Some(broker) = self.broker.clone() {
+            return super::stream_sum_remote::run(self, &broker).await;
+        }
         match self.run().await? {
-            StreamSumOutcome::Verified { report, elapsed } => print_summary(&report, elapsed),
+            StreamSumOutcome::Verified { report, elapsed } => {
+                chunker::finish(JobEnd::Finished(Ok(report)), elapsed)
+            }
             StreamSumOutcome::Interrupted { partial, elapsed } => {
-                println!(
-                    "stream-sum: interrupted after {:.1} s; every sum read so far verified",
-                    elapsed.as_secs_f64()
-                );
-                match partial {
-                    Some(report) => print_counts(&report, elapsed),
-                    None => println!("  (the chunker stopped without reporting its counts)"),
-                }
+                chunker::finish(JobEnd::Interrupted(partial), elapsed)
             }
         }
-        Ok(())
     }
 
     /// Runs stream-sum, printing progress; fails unless every stream
@@ -126,8 +135,8 @@ impl StreamSumCommand {
     pub async fn run(&self) -> Result<StreamSumOutcome> {
         let (data_dir, _temp) =
             super::data_dir_or_temp(self.data_dir.as_deref(), "weir-stream-sum-")?;
-        let summer_wasm = read_component(self.summer.as_deref(), guests::SUMMER_WASM)?;
-        let chunker_wasm = read_component(self.chunker.as_deref(), guests::CHUNKER_WASM)?;
+        let summer_wasm = chunker::read_component(self.summer.as_ref(), guests::SUMMER_WASM)?;
+        let chunker_wasm = chunker::read_component(self.chunker.as_ref(), guests::CHUNKER_WASM)?;
 
         let broker = Broker::open(data_dir.join("broker"), BrokerConfig::default())
             .await
@@ -176,11 +185,7 @@ impl StreamSumCommand {
             "stream-sum: {} partitions, {} workers × {} streams × {} chunks; summer {}, data in {}",
             self.partitions,
             self.workers,
-            if self.streams < 0 {
-                "∞".to_string()
-            } else {
-                self.streams.to_string()
-            },
+            chunker::streams_text(self.streams),
             self.chunks,
             summer.digest().short(),
             data_dir.display(),
@@ -197,68 +202,25 @@ impl StreamSumCommand {
             },
             JobLimits::default(),
         )?;
-        let cancel = job.cancel_token();
-        let mut ticker = tokio::time::interval(Duration::from_secs(2));
-        ticker.tick().await;
-        let mut job = std::pin::pin!(job.wait());
-        let mut interrupted = false;
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut job => break outcome,
-                _ = ticker.tick() => {
-                    print_progress(started, &broker, &shards);
-                    if let Some(failed) = failed_shard(&shards) {
-                        eprintln!("stream-sum: {failed}; stopping the chunker");
-                        cancel.cancel();
-                    }
-                }
-                _ = tokio::signal::ctrl_c(), if !interrupted => {
-                    eprintln!("stream-sum: interrupted; stopping");
-                    interrupted = true;
-                    cancel.cancel();
-                }
-            }
-        };
-        let failed = failed_shard(&shards);
+        let end = chunker::drive(job, |_| {
+            print_progress(started, &broker, &shards);
+            failed_shard(&shards)
+        })
+        .await;
         for shard in shards {
             shard.stop().await;
         }
         broker.shutdown().await;
 
         let elapsed = started.elapsed();
-        match outcome {
-            Ok(report) => {
-                if let Some(failed) = failed {
-                    bail!("{failed}");
-                }
-                Ok(StreamSumOutcome::Verified { report, elapsed })
-            }
-            Err(ChunkerError::Cancelled { partial }) if interrupted => {
-                Ok(StreamSumOutcome::Interrupted {
-                    partial: partial.map(|report| *report),
-                    elapsed,
-                })
-            }
-            Err(err) => {
-                if let ChunkerError::Failed { partial, .. } = &err {
-                    println!("stream-sum: FAILED after {:.1} s", elapsed.as_secs_f64());
-                    print_counts(partial, elapsed);
-                }
-                match failed {
-                    Some(failed) => bail!("{failed} (chunker: {err})"),
-                    None => Err(err).context("the chunker failed"),
-                }
+        match end {
+            JobEnd::Finished(Ok(report)) => Ok(StreamSumOutcome::Verified { report, elapsed }),
+            JobEnd::Interrupted(partial) => Ok(StreamSumOutcome::Interrupted { partial, elapsed }),
+            failed => {
+                chunker::finish(failed, elapsed)?;
+                bail!("the chunker stopped without verifying every stream")
             }
         }
-    }
-}
-
-fn read_component(path: Option<&Path>, builtin: &[u8]) -> Result<Vec<u8>> {
-    match path {
-        Some(path) => {
-            std::fs::read(path).with_context(|| format!("reading component {}", path.display()))
-        }
-        None => Ok(builtin.to_vec()),
     }
 }
 
@@ -322,36 +284,6 @@ fn failed_shard(shards: &[ShardHandle]) -> Option<String> {
         ShardStatus::Failed { error } => Some(format!("shard {} FAILED: {error}", shard.spec.id)),
         _ => None,
     })
-}
-
-fn print_summary(report: &ChunkerReport, elapsed: Duration) {
-    println!(
-        "stream-sum: every stream verified in {:.1} s",
-        elapsed.as_secs_f64()
-    );
-    print_counts(report, elapsed);
-}
-
-/// The chunker's counts and latencies (of a whole run or up to its end).
-fn print_counts(report: &ChunkerReport, elapsed: Duration) {
-    let secs = elapsed.as_secs_f64();
-    println!("  streams verified   {}", report.streams_verified);
-    println!(
-        "  chunks published   {} ({:.0} chunks/s)",
-        report.chunks_published,
-        report.chunks_published as f64 / secs.max(1e-9)
-    );
-    println!(
-        "  sums read          {} ({} of other runs)",
-        report.sums_read, report.foreign_sums
-    );
-    println!(
-        "  latency, final chunk to verified sum: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
-        report.latency_p50.as_secs_f64() * 1e3,
-        report.latency_p99.as_secs_f64() * 1e3,
-        report.latency_max.as_secs_f64() * 1e3,
-        report.latency_samples,
-    );
 }
 
 fn print_progress(started: Instant, broker: &Broker, shards: &[ShardHandle]) {

@@ -24,6 +24,7 @@ use super::bindings;
 use super::chunker::JobData;
 use super::consumer_host::ConsumerData;
 use super::loader::{CacheOutcome, ComponentCache, ModuleDigest};
+use super::metrics::RuntimeMetrics;
 use super::state::{CallStyle, link_wasi};
 use super::{ChunkerModule, ConsumerModule, RuntimeError};
 use crate::limits;
@@ -62,6 +63,7 @@ struct Inner {
     cache: ComponentCache,
     consumer_linker: Linker<ConsumerData>,
     chunker_linker: Linker<JobData>,
+    metrics: RuntimeMetrics,
     _ticker: EpochTicker,
 }
 
@@ -106,6 +108,7 @@ impl Runtime {
                 cache,
                 consumer_linker,
                 chunker_linker,
+                metrics: RuntimeMetrics::default(),
                 _ticker: ticker,
             }),
         })
@@ -119,6 +122,11 @@ impl Runtime {
     /// The configuration.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// Guest-call metrics of every module run by this runtime.
+    pub fn metrics(&self) -> &RuntimeMetrics {
+        &self.inner.metrics
     }
 
     /// The compiled component of `wasm` (compiled at most once; see

@@ -33,6 +33,7 @@ use super::consumer_host::ConsumerData;
 use super::engine::Runtime;
 use super::limits::{GuestLimiter, GuestLimits, LogBudget};
 use super::loader::ModuleDigest;
+use super::metrics::{CallEnd, ModuleCallMetrics};
 use super::state::Sandbox;
 use super::stderr::GuestOutput;
 use crate::consumer::{AppError, Application, TxnContext};
@@ -112,6 +113,8 @@ pub struct GuestApplication {
     instance: Option<Instance>,
     /// Reused buffers of the batch being sent.
     batch: BatchBuffers,
+    /// This module's call counters.
+    metrics: ModuleCallMetrics,
 }
 
 /// The documents and messages of a `consume-messages` batch, kept between
@@ -148,6 +151,7 @@ impl GuestApplication {
             bridge: Bridge::default(),
             instance: None,
             batch: BatchBuffers::default(),
+            metrics: runtime.metrics().module(&module.digest),
         };
         let instance = app
             .instantiate()
@@ -224,6 +228,7 @@ impl GuestApplication {
     ) -> Result<R, AppError> {
         let crash = match outcome {
             Ok(Ok(returned)) => {
+                self.metrics.record(started.elapsed(), CallEnd::Returned);
                 self.instance = Some(instance);
                 return Ok(returned);
             }
@@ -233,6 +238,7 @@ impl GuestApplication {
                 self.who
             ),
         };
+        self.metrics.record(started.elapsed(), CallEnd::Crashed);
         // The instance is poisoned (or mid-call): drop it.
         drop(instance);
         self.bridge.clear();

@@ -51,6 +51,7 @@ pub mod guest_app;
 pub mod guests;
 pub mod limits;
 pub mod loader;
+pub mod metrics;
 pub mod reader;
 pub mod state;
 pub mod stderr;
@@ -66,6 +67,7 @@ pub use engine::{Runtime, RuntimeConfig};
 pub use guest_app::{ConsumerModule, GuestApplication};
 pub use limits::{GuestLimits, JobLimits};
 pub use loader::{CacheOutcome, DigestParseError, ModuleDigest};
+pub use metrics::RuntimeMetrics;
 
 /// Errors of loading, linking and instantiating components.
 #[derive(Debug, thiserror::Error)]

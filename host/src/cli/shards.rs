@@ -1,0 +1,214 @@
+//! `weir shards`: apply shard specs (gazctl's YAML), list shards with their
+//! status and errors, and stat a shard, on a running server.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use tonic::transport::Channel;
+
+use super::specs_yaml::{ShardApply, parse_shards};
+use crate::broker::LabelSelector;
+use crate::protocol::consumer as wire;
+use crate::service::convert::selector_to_wire;
+use crate::service::endpoint::endpoint_url;
+use crate::service::shard_convert::spec_to_wire;
+
+/// Apply, list and stat shards on a server.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  weir shards apply --broker 127.0.0.1:8080 -f shards.yaml
+  weir shards list --broker 127.0.0.1:8080
+  weir shards stat --broker 127.0.0.1:8080 chunks-part-000 \\
+      --read-through examples/stream-sum/chunks/part-000=4096")]
+pub struct ShardsCommand {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Server {
+    /// The consumer host's address (`weir serve`).
+    #[arg(long, value_name = "ADDR")]
+    broker: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply shard specs from a gazctl YAML file (`common:` + `shards:`), atomically.
+    Apply {
+        #[command(flatten)]
+        server: Server,
+        /// The YAML file.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List shards with their status.
+    List {
+        #[command(flatten)]
+        server: Server,
+        /// Label selector over shard labels (and the `id` meta-label).
+        #[arg(long, default_value = "")]
+        selector: String,
+    },
+    /// Wait until a shard has read through offsets, and print its progress.
+    Stat {
+        #[command(flatten)]
+        server: Server,
+        /// The shard id.
+        shard: String,
+        /// JOURNAL=OFFSET the shard must have read through (repeatable).
+        #[arg(long = "read-through", value_name = "JOURNAL=OFFSET")]
+        read_through: Vec<String>,
+    },
+}
+
+async fn connect(server: &Server) -> Result<wire::shard_client::ShardClient<Channel>> {
+    wire::shard_client::ShardClient::connect(endpoint_url(&server.broker)?)
+        .await
+        .with_context(|| format!("connecting to {}", server.broker))
+}
+
+fn grpc(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", status.code(), status.message())
+}
+
+impl ShardsCommand {
+    /// Runs the chosen subcommand.
+    pub async fn execute(self) -> Result<()> {
+        match self.command {
+            Command::Apply { server, file } => apply(&server, &file).await,
+            Command::List { server, selector } => list(&server, &selector).await,
+            Command::Stat {
+                server,
+                shard,
+                read_through,
+            } => stat(&server, shard, &read_through).await,
+        }
+    }
+}
+
+async fn apply(server: &Server, file: &PathBuf) -> Result<()> {
+    let yaml =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let changes: Vec<wire::apply_request::Change> = parse_shards(&yaml)
+        .with_context(|| format!("in {}", file.display()))?
+        .into_iter()
+        .map(|change| match change {
+            ShardApply::Upsert {
+                spec,
+                expect_mod_revision,
+            } => wire::apply_request::Change {
+                expect_mod_revision,
+                upsert: Some(spec_to_wire(&spec)),
+                delete: String::new(),
+            },
+            ShardApply::Delete {
+                id,
+                expect_mod_revision,
+            } => wire::apply_request::Change {
+                expect_mod_revision,
+                upsert: None,
+                delete: id,
+            },
+        })
+        .collect();
+    let count = changes.len();
+    let response = connect(server)
+        .await?
+        .apply(wire::ApplyRequest {
+            changes,
+            extension: Vec::new(),
+        })
+        .await
+        .map_err(grpc)?
+        .into_inner();
+    match wire::Status::try_from(response.status) {
+        Ok(wire::Status::Ok) => {
+            println!("applied {count} changes");
+            Ok(())
+        }
+        Ok(wire::Status::EtcdTransactionFailed) => {
+            bail!("nothing applied: a shard's revision is not the one expected")
+        }
+        other => bail!("nothing applied: status {other:?}"),
+    }
+}
+
+async fn list(server: &Server, selector: &str) -> Result<()> {
+    let selector: LabelSelector = selector.parse().context("parsing --selector")?;
+    let response = connect(server)
+        .await?
+        .list(wire::ListRequest {
+            selector: Some(selector_to_wire(&selector)),
+            extension: Vec::new(),
+        })
+        .await
+        .map_err(grpc)?
+        .into_inner();
+    let width = response
+        .shards
+        .iter()
+        .filter_map(|shard| shard.spec.as_ref().map(|spec| spec.id.len()))
+        .max()
+        .unwrap_or(0)
+        .max(2);
+    println!(
+        "{:width$}  {:>8}  {:<8}  ERRORS",
+        "ID", "REVISION", "STATUS"
+    );
+    for shard in response.shards {
+        let id = shard.spec.map(|spec| spec.id).unwrap_or_default();
+        let (code, errors) = match shard.status.first() {
+            Some(status) => (
+                wire::replica_status::Code::try_from(status.code).map_or_else(
+                    |_| status.code.to_string(),
+                    |code| code.as_str_name().to_string(),
+                ),
+                status.errors.join("; "),
+            ),
+            None => ("UNKNOWN".to_string(), String::new()),
+        };
+        println!(
+            "{id:width$}  {:>8}  {code:<8}  {errors}",
+            shard.mod_revision
+        );
+    }
+    Ok(())
+}
+
+async fn stat(server: &Server, shard: String, read_through: &[String]) -> Result<()> {
+    let mut offsets = HashMap::new();
+    for pair in read_through {
+        let Some((journal, offset)) = pair.split_once('=') else {
+            bail!("--read-through {pair:?}: expected JOURNAL=OFFSET");
+        };
+        let offset: i64 = offset
+            .parse()
+            .with_context(|| format!("--read-through {pair:?}: the offset"))?;
+        offsets.insert(journal.to_string(), offset);
+    }
+    let response = connect(server)
+        .await?
+        .stat(wire::StatRequest {
+            header: None,
+            shard: shard.clone(),
+            read_through: offsets,
+            extension: Vec::new(),
+        })
+        .await
+        .map_err(grpc)?
+        .into_inner();
+    match wire::Status::try_from(response.status) {
+        Ok(wire::Status::Ok) => {}
+        other => bail!("shard {shard}: status {other:?}"),
+    }
+    let mut sources: Vec<_> = response.read_through.into_iter().collect();
+    sources.sort();
+    println!("shard {shard}");
+    for (journal, offset) in sources {
+        println!("  read through {journal} {offset}");
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! [`Server`]: one `weir serve` process — the journal broker, the consumer
+//! host, or both — behind one gRPC endpoint, with server reflection and
+//! Prometheus `/metrics` on the same port (HTTP/1.1 for `/metrics`).
+//!
+//! Roles:
+//! - [`Role::All`] (the default): the embedded broker and the consumer host
+//!   in one process; shards reach the broker in process.
+//! - [`Role::Broker`]: journals only (`protocol.Journal`).
+//! - [`Role::Consumer`]: shards and modules (`consumer.Shard`,
+//!   `weir.Modules`), reaching a broker over gRPC with retries.
+//!
+//! Guarantees: [`Server::shutdown`] stops accepting calls, stops every shard
+//! gracefully (its current transaction commits and is acknowledged), and
+//! shuts the broker down (every acknowledged append is durable). A process
+//! killed instead loses nothing acknowledged: a restart on the same data
+//! directory recovers every journal and shard.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+
+use super::journal::JournalService;
+use super::journal_client::{GrpcJournalClient, RetryPolicy};
+use super::metrics::Metrics;
+use super::modules::{ModuleStore, ModulesService};
+use super::shard_service::ShardService;
+use super::shards::ShardRegistry;
+use crate::broker::{Broker, BrokerConfig, BrokerError, JournalClient};
+use crate::limits;
+use crate::protocol;
+use crate::runtime::{Runtime, RuntimeConfig};
+
+/// What a server process runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Broker and consumer host together.
+    All,
+    /// The journal broker only.
+    Broker,
+    /// The consumer host only, using the broker at this address.
+    Consumer {
+        /// The broker's address (`host:port` or `http://host:port`).
+        broker: String,
+    },
+}
+
+/// How to start a [`Server`].
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Data directory: `broker/` holds journals, `consumer/` shards and
+    /// modules.
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// What this process runs.
+    pub role: Role,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The broker could not be opened or reached.
+    #[error("broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// The consumer host could not start.
+    #[error("consumer host: {0}")]
+    Consumer(String),
+}
+
+/// A running server. See the module docs.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    broker: Option<Broker>,
+    shards: Option<ShardRegistry>,
+}
+
+impl Server {
+    /// Opens the data directory, starts the role's components and serves.
+    pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
+        let mut routes = Routes::builder();
+        let (broker, client): (Option<Broker>, Arc<dyn JournalClient>) = match &config.role {
+            Role::All | Role::Broker => {
+                let broker =
+                    Broker::open(config.data_dir.join("broker"), BrokerConfig::default()).await?;
+                routes.add_service(JournalService::new(broker.clone()).into_server());
+                (Some(broker.clone()), Arc::new(broker))
+            }
+            Role::Consumer { broker } => {
+                let client = GrpcJournalClient::connect(broker, RetryPolicy::default()).await?;
+                (None, Arc::new(client))
+            }
+        };
+        let (shards, runtime_metrics) = match &config.role {
+            Role::Broker => (None, None),
+            Role::All | Role::Consumer { .. } => {
+                let (registry, modules, runtime) =
+                    open_consumer(&config.data_dir.join("consumer"), client).await?;
+                routes.add_service(ShardService::new(registry.clone()).into_server());
+                routes.add_service(ModulesService::new(modules).into_server());
+                (Some(registry), Some(runtime.metrics().clone()))
+            }
+        };
+        let metrics = Arc::new(Metrics::new(runtime_metrics.as_ref()));
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(protocol::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|err| ServeError::Consumer(format!("server reflection: {err}")))?;
+        routes.add_service(reflection);
+
+        let mut routes = routes.routes();
+        metrics.attach(broker.clone(), shards.clone());
+        let scrape = metrics.clone();
+        let router = std::mem::take(routes.axum_router_mut()).route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = scrape.clone();
+                async move { metrics.render().await }
+            }),
+        );
+        *routes.axum_router_mut() = router;
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .concurrency_limit_per_connection(limits::DEFAULT_GRPC_CONCURRENCY_PER_CONNECTION)
+            .max_concurrent_streams(limits::DEFAULT_GRPC_MAX_CONCURRENT_STREAMS)
+            .add_routes(routes);
+        // Accepted sockets need TCP_NODELAY themselves (the builder's
+        // setting applies only to listeners it binds): without it a small
+        // streamed read response can wait ~40 ms on Nagle and delayed ACKs.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let task = tokio::spawn(server.serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopped.await;
+        }));
+        tracing::info!(%addr, role = ?config.role, data_dir = %config.data_dir.display(), "weir serving");
+        Ok(Server {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            broker,
+            shards,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops gracefully: no new calls, shards finish their transactions,
+    /// the broker shuts down.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(shards) = self.shards.take() {
+            shards.shutdown().await;
+        }
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "the gRPC server ended with an error"),
+                Err(err) => tracing::warn!(error = %err, "the gRPC server task failed"),
+            }
+        }
+        if let Some(broker) = self.broker.take() {
+            broker.shutdown().await;
+        }
+    }
+}
+
+/// The shard registry, module store and wasm runtime under `dir`.
+async fn open_consumer(
+    dir: &Path,
+    client: Arc<dyn JournalClient>,
+) -> Result<(ShardRegistry, ModuleStore, Runtime), ServeError> {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.join("module-cache")),
+        ..RuntimeConfig::default()
+    })
+    .map_err(|err| ServeError::Consumer(format!("starting the wasm runtime: {err}")))?;
+    let modules = ModuleStore::open(&dir.join("modules"), runtime.clone())
+        .map_err(|err| ServeError::Consumer(format!("opening the module store: {err}")))?;
+    let registry = ShardRegistry::open(&dir.join("shards"), client, modules.clone())
+        .await
+        .map_err(|err| ServeError::Consumer(format!("opening the shard registry: {err}")))?;
+    Ok((registry, modules, runtime))
+}
