@@ -244,10 +244,12 @@ pub fn change_to_wire(
 }
 
 /// The parameters of an append (its first message) as a weir request
-/// without content. Offset 0 means "at the write head", as in Gazette.
+/// without content. Offset 0 means "at the write head", as in Gazette,
+/// unless weir's `weir_expect_empty` extension asks for a head of 0.
 pub fn append_from_wire(first: &wire::AppendRequest) -> Result<AppendRequest, BrokerError> {
     validate_journal_name(&first.journal).map_err(|err| invalid("journal", err))?;
     let expect_offset = match first.offset {
+        0 if first.weir_expect_empty => Some(0),
         0 => None,
         offset if offset > 0 => Some(offset),
         offset => return Err(invalid("offset", format!("{offset} is negative"))),
@@ -272,12 +274,13 @@ pub fn append_from_wire(first: &wire::AppendRequest) -> Result<AppendRequest, Br
 
 /// The first message of an append of `request`, without content.
 ///
-/// `expect_offset: Some(0)` cannot be sent: on Gazette's wire offset 0 means
-/// "at the write head, unchecked", so the check would silently vanish. It is
-/// refused as an invalid argument instead.
+/// `expect_offset: Some(0)` is sent as offset 0 with weir's
+/// `weir_expect_empty` extension (on Gazette's wire offset 0 alone means
+/// "at the write head, unchecked"); a weir server keeps the check, and a
+/// Gazette broker, which ignores the extension, would not.
 pub fn append_to_wire(request: &AppendRequest) -> Result<wire::AppendRequest, BrokerError> {
     let offset = match request.expect_offset {
-        None => 0,
+        None | Some(0) => 0,
         Some(offset) if offset > 0 => offset,
         Some(offset) => {
             return Err(invalid(
@@ -294,6 +297,7 @@ pub fn append_to_wire(request: &AppendRequest) -> Result<wire::AppendRequest, Br
         check_registers: request.check_registers.as_ref().map(selector_to_wire),
         union_registers: Some(label_set_to_wire(&request.union_registers)),
         subtract_registers: Some(label_set_to_wire(&request.subtract_registers)),
+        weir_expect_empty: request.expect_offset == Some(0),
         ..Default::default()
     })
 }
@@ -607,13 +611,25 @@ mod test {
             append_from_wire(&wire_request).expect("back").expect_offset,
             None
         );
-        for offset in [0, -1] {
-            let at = AppendRequest {
-                expect_offset: Some(offset),
-                ..request.clone()
-            };
-            assert!(append_to_wire(&at).is_err(), "{offset}");
-        }
+        let negative_expectation = AppendRequest {
+            expect_offset: Some(-1),
+            ..request.clone()
+        };
+        assert!(append_to_wire(&negative_expectation).is_err());
+        // An expected empty journal survives the trip in weir's extension.
+        let empty = AppendRequest {
+            expect_offset: Some(0),
+            ..request.clone()
+        };
+        let on_the_wire = append_to_wire(&empty).expect("expressible");
+        assert_eq!(
+            (on_the_wire.offset, on_the_wire.weir_expect_empty),
+            (0, true)
+        );
+        assert_eq!(
+            append_from_wire(&on_the_wire).expect("back").expect_offset,
+            Some(0)
+        );
         let negative = wire::AppendRequest {
             journal: "a/b/c".into(),
             offset: -3,

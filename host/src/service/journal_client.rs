@@ -14,8 +14,9 @@
 //!   message layer drops the duplicates).
 //! - An **apply** is retried whole too: an upsert applies the same spec
 //!   again; a repeated delete reports [`BrokerError::JournalNotFound`].
-//! - `expect_offset: Some(0)` cannot be expressed on Gazette's wire (offset
-//!   0 means "at the head, unchecked") and is refused rather than dropped.
+//! - `expect_offset: Some(0)` (append only to an empty journal) travels in
+//!   weir's `weir_expect_empty` extension of `AppendRequest`, since on
+//!   Gazette's wire offset 0 means "at the head, unchecked".
 
 use std::error::Error;
 use std::fmt;
@@ -688,16 +689,21 @@ mod test {
                 ..
             })
         ));
-        let unexpressible = client
+        // Expecting an empty journal travels in weir's extension, and the
+        // server keeps the check.
+        let not_empty = client
             .append(AppendRequest {
                 expect_offset: Some(0),
                 ..append_request("test/errors", b"d")
             })
             .await;
-        assert!(matches!(
-            unexpressible,
-            Err(BrokerError::InvalidArgument(_))
-        ));
+        assert!(
+            matches!(
+                not_empty,
+                Err(BrokerError::WrongAppendOffset { expected: 0, .. })
+            ),
+            "{not_empty:?}"
+        );
         assert!(matches!(
             client.append(append_request("test/missing", b"x")).await,
             Err(BrokerError::JournalNotFound(j)) if j == "test/missing"

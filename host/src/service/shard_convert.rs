@@ -280,7 +280,7 @@ mod test {
                 failures: 1,
                 error: err()
             })),
-            (Code::Primary, vec![err()])
+            (Code::Failed, vec![err()])
         );
         assert_eq!(
             code(ReplicaState::Serving(ShardStatus::Failed { error: err() })),
