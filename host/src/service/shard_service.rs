@@ -414,6 +414,129 @@ mod test {
         registry.shutdown().await;
     }
 
+    /// A seeded stream of malformed Shard requests (random ids, sources,
+    /// durations, labels, revisions and offsets) against every RPC: each
+    /// gets an answer (a status in the response or a gRPC status) within a
+    /// deadline, nothing panics, and a valid shard keeps being served.
+    #[tokio::test]
+    async fn generated_malformed_requests_never_panic_hang_or_disturb_a_shard() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        let fixture = Fixture::new(1).await;
+        let registry = fixture.registry().await;
+        let mut client =
+            serve(ShardService::new(registry.clone()).with_stat_timeout(Duration::from_millis(50)))
+                .await;
+        let good = fixture.specs[0].clone();
+        apply(&mut client, vec![upsert(wire(&good), 0)])
+            .await
+            .expect("the valid shard applies");
+        wait_all_primary(&mut client).await;
+
+        let mut rng = StdRng::seed_from_u64(0x5_4a2d);
+        let pieces = [
+            "",
+            "a",
+            "x/y",
+            "../up",
+            "id",
+            "a b",
+            "\u{0}",
+            "Ω",
+            "-",
+            "ok-shard-1",
+        ];
+        let text = |rng: &mut StdRng| -> String {
+            (0..rng.random_range(0..4))
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        for round in 0..120 {
+            let deadline = Duration::from_secs(5);
+            let outcome = match round % 3 {
+                0 => {
+                    let mut spec = wire(&good);
+                    spec.id = text(&mut rng);
+                    if rng.random_bool(0.5) {
+                        spec.sources = (0..rng.random_range(0..3))
+                            .map(|_| crate::protocol::consumer::shard_spec::Source {
+                                journal: text(&mut rng),
+                                min_offset: rng.random_range(-5..5),
+                            })
+                            .collect();
+                    }
+                    spec.max_txn_duration = rng.random_bool(0.5).then(|| prost_types::Duration {
+                        seconds: rng.random_range(-2..3),
+                        nanos: rng.random_range(-2..2_000_000_000),
+                    });
+                    spec.ring_buffer_size = rng.random();
+                    spec.recovery_log_prefix = text(&mut rng);
+                    let change = if rng.random_bool(0.8) {
+                        upsert(spec, rng.random_range(-3..3))
+                    } else {
+                        delete(&text(&mut rng), rng.random_range(-3..3))
+                    };
+                    tokio::time::timeout(deadline, apply(&mut client, vec![change]))
+                        .await
+                        .map(|answer| answer.map(|_| ()))
+                }
+                1 => {
+                    let read_through = (0..rng.random_range(0..3))
+                        .map(|_| (text(&mut rng), rng.random_range(-10..10)))
+                        .collect();
+                    let shard = if rng.random_bool(0.3) {
+                        good.id.clone()
+                    } else {
+                        text(&mut rng)
+                    };
+                    tokio::time::timeout(deadline, stat(&mut client, &shard, read_through))
+                        .await
+                        .map(|answer| answer.map(|_| ()))
+                }
+                _ => {
+                    let selector = crate::protocol::gazette::LabelSelector {
+                        include: Some(crate::protocol::gazette::LabelSet {
+                            labels: vec![crate::protocol::gazette::Label {
+                                name: text(&mut rng),
+                                value: text(&mut rng),
+                                prefix: rng.random_bool(0.5),
+                            }],
+                        }),
+                        exclude: None,
+                    };
+                    let listed = client.list(ListRequest {
+                        selector: Some(selector),
+                        ..Default::default()
+                    });
+                    tokio::time::timeout(deadline, listed)
+                        .await
+                        .map(|answer| answer.map(|_| ()))
+                }
+            };
+            match outcome {
+                Err(_elapsed) => panic!("round {round}: no answer within {deadline:?}"),
+                Ok(Ok(())) => {}
+                Ok(Err(status)) => assert!(
+                    matches!(
+                        status.code(),
+                        Code::InvalidArgument | Code::DeadlineExceeded | Code::FailedPrecondition
+                    ) && !status.message().is_empty(),
+                    "round {round}: {status:?}"
+                ),
+            }
+        }
+        // The valid shard was never disturbed.
+        let listed = list(&mut client).await;
+        let served = listed
+            .iter()
+            .find(|shard| shard.spec.as_ref().is_some_and(|spec| spec.id == good.id))
+            .expect("the valid shard is still listed");
+        assert_eq!(served.status[0].code, ReplicaCode::Primary as i32);
+        registry.shutdown().await;
+    }
+
     #[tokio::test]
     async fn stat_reports_unknown_shards_and_passed_deadlines() {
         let fixture = Fixture::new(1).await;
