@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use integration_tests::open_broker;
 use weir::broker::protocol::{AppendRequest, JournalClient};
+use weir::cli::chunker::ChunkerArgs;
 use weir::cli::stream_sum::{StreamSumCommand, StreamSumOutcome, names};
 use weir::message::{Envelope, ReadCommitted};
 use weir::stream_sum::sum::{StreamId, Sum};
@@ -29,13 +30,15 @@ const CHUNKS: u32 = 10;
 fn command(data_dir: &Path, seed: u64) -> StreamSumCommand {
     StreamSumCommand {
         partitions: PARTITIONS,
-        streams: STREAMS,
-        chunks: CHUNKS,
-        workers: WORKERS,
+        job: ChunkerArgs {
+            streams: STREAMS,
+            chunks: CHUNKS,
+            workers: WORKERS,
+            seed: Some(seed),
+            chunker: None,
+        },
         data_dir: Some(data_dir.to_path_buf()),
         summer: None,
-        chunker: None,
-        seed: Some(seed),
         broker: None,
         consumer: None,
     }

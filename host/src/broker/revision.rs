@@ -48,6 +48,27 @@ pub enum ExpectRevision {
 }
 
 impl ExpectRevision {
+    /// Gazette's `expect_mod_revision`: `-1` any, `0` must not exist, a
+    /// positive value must equal the current mod revision. Anything else is
+    /// refused with the reason.
+    pub fn from_wire(value: i64) -> Result<ExpectRevision, String> {
+        match value {
+            -1 => Ok(ExpectRevision::Any),
+            0 => Ok(ExpectRevision::Absent),
+            revision if revision > 0 => Ok(ExpectRevision::Equal(revision)),
+            other => Err(format!("{other} is neither -1, 0 nor a revision")),
+        }
+    }
+
+    /// This expectation as Gazette's `expect_mod_revision`.
+    pub fn to_wire(self) -> i64 {
+        match self {
+            ExpectRevision::Any => -1,
+            ExpectRevision::Absent => 0,
+            ExpectRevision::Equal(revision) => revision,
+        }
+    }
+
     /// Whether a journal whose revisions are `current` (`None`: it does not
     /// exist) meets this expectation.
     pub fn admits(self, current: Option<Revisions>) -> bool {

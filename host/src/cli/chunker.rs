@@ -16,8 +16,8 @@ use clap::Args;
 
 use crate::broker::JournalClient;
 use crate::runtime::{
-    ChunkerConfig, ChunkerError, ChunkerJob, ChunkerReport, JobLimits, Runtime, RuntimeConfig,
-    guests,
+    ChunkerConfig, ChunkerError, ChunkerJob, ChunkerModule, ChunkerReport, JobLimits, Runtime,
+    RuntimeConfig, guests,
 };
 use crate::service::journal_client::{GrpcJournalClient, RetryPolicy};
 
@@ -30,6 +30,14 @@ pub struct ChunkerCommand {
     /// The server (or broker) address.
     #[arg(long, value_name = "ADDR")]
     pub broker: String,
+    /// The run's shape and component.
+    #[command(flatten)]
+    pub job: ChunkerArgs,
+}
+
+/// The chunker's options, shared by `weir chunker` and `weir stream-sum`.
+#[derive(Debug, Clone, Args)]
+pub struct ChunkerArgs {
     /// Streams per worker; negative runs until interrupted.
     #[arg(long, default_value_t = 100, allow_hyphen_values = true)]
     pub streams: i64,
@@ -47,6 +55,35 @@ pub struct ChunkerCommand {
     pub chunker: Option<PathBuf>,
 }
 
+impl ChunkerArgs {
+    /// The chunker component (given or built in), compiled by `runtime`.
+    pub fn load(&self, runtime: &Runtime) -> Result<ChunkerModule> {
+        let wasm = read_component(self.chunker.as_ref(), guests::CHUNKER_WASM)?;
+        runtime.chunker_module(&wasm).context("loading the chunker")
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> ChunkerConfig {
+        ChunkerConfig {
+            streams: self.streams,
+            chunks: self.chunks,
+            workers: self.workers,
+            seed: self.seed,
+            timeout: None,
+        }
+    }
+
+    /// "W workers × S streams × C chunks", for the banner.
+    pub fn shape(&self) -> String {
+        format!(
+            "{} workers × {} streams × {} chunks",
+            self.workers,
+            streams_text(self.streams),
+            self.chunks
+        )
+    }
+}
+
 impl ChunkerCommand {
     /// Runs the chunker; fails unless every stream verified (or interrupted).
     pub async fn execute(self) -> Result<()> {
@@ -56,28 +93,13 @@ impl ChunkerCommand {
                 .with_context(|| format!("connecting to {}", self.broker))?,
         );
         let runtime = Runtime::new(RuntimeConfig::default()).context("starting the runtime")?;
-        let wasm = read_component(self.chunker.as_ref(), guests::CHUNKER_WASM)?;
-        let module = runtime
-            .chunker_module(&wasm)
-            .context("loading the chunker")?;
+        let module = self.job.load(&runtime)?;
         let started = Instant::now();
-        println!(
-            "chunker: {} workers × {} streams × {} chunks against {}",
-            self.workers,
-            streams_text(self.streams),
-            self.chunks,
-            self.broker
-        );
+        println!("chunker: {} against {}", self.job.shape(), self.broker);
         let job = module.spawn(
             client,
             tokio::runtime::Handle::current(),
-            ChunkerConfig {
-                streams: self.streams,
-                chunks: self.chunks,
-                workers: self.workers,
-                seed: self.seed,
-                timeout: None,
-            },
+            self.job.config(),
             JobLimits::default(),
         )?;
         let end = drive(job, |elapsed| {

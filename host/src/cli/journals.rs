@@ -175,26 +175,30 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
 async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let yaml = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let changes: Vec<(JournalChange, ExpectRevision)> = parse_journals(&yaml)
+    let changes = parse_journals(&yaml)
         .with_context(|| format!("in {}", args.file.display()))?
         .into_iter()
-        .map(|change| match change {
-            JournalApply::Upsert {
-                spec,
-                expect_mod_revision,
-            } => (
-                JournalChange::Upsert(spec),
-                expectation(expect_mod_revision),
-            ),
-            JournalApply::Delete {
-                name,
-                expect_mod_revision,
-            } => (
-                JournalChange::Delete(name),
-                expectation(expect_mod_revision),
-            ),
+        .map(|change| {
+            let (change, revision) = match change {
+                JournalApply::Upsert {
+                    spec,
+                    expect_mod_revision,
+                } => (JournalChange::Upsert(spec), expect_mod_revision),
+                JournalApply::Delete {
+                    name,
+                    expect_mod_revision,
+                } => (JournalChange::Delete(name), expect_mod_revision),
+            };
+            let expect = ExpectRevision::from_wire(revision).map_err(|reason| {
+                let name = match &change {
+                    JournalChange::Upsert(spec) => &spec.name,
+                    JournalChange::Delete(name) => name,
+                };
+                anyhow::anyhow!("journal {name}: revision {reason}")
+            })?;
+            anyhow::Ok((change, expect))
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let count = changes.len();
     let journals = args.target.open().await?;
     let result = journals.apply_expecting(changes).await;
@@ -211,15 +215,6 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         } => bail!(
             "nothing applied: journal {journal} expected revision {expected:?}, is {actual:?}"
         ),
-    }
-}
-
-/// gazctl's `revision` as an expectation.
-fn expectation(revision: i64) -> ExpectRevision {
-    match revision {
-        0 => ExpectRevision::Absent,
-        revision if revision > 0 => ExpectRevision::Equal(revision),
-        _ => ExpectRevision::Any,
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::chunker::{self, JobEnd};
+use super::chunker::{self, ChunkerArgs, JobEnd};
 use crate::broker::protocol::{JournalChange, JournalClient};
 use crate::broker::spec::{JournalSpec, LabelSet};
 use crate::broker::{Broker, BrokerConfig};
@@ -26,9 +26,7 @@ use crate::consumer::{
     AppFactory, ShardConfig, ShardHandle, ShardSpec, ShardStatus, Source, spawn_shard,
 };
 use crate::message::AtomicClock;
-use crate::runtime::{
-    ChunkerConfig, ChunkerReport, GuestLimits, JobLimits, Runtime, RuntimeConfig, guests,
-};
+use crate::runtime::{ChunkerReport, GuestLimits, JobLimits, Runtime, RuntimeConfig, guests};
 
 /// Gazette's stream-sum journal and shard names.
 pub mod names {
@@ -64,27 +62,15 @@ pub struct StreamSumCommand {
     /// Chunk partitions (and summer shards).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub partitions: u32,
-    /// Streams per chunker worker; negative runs until interrupted.
-    #[arg(long, default_value_t = 100, allow_hyphen_values = true)]
-    pub streams: i64,
-    /// Data chunks per stream (each stream also has an empty final chunk).
-    #[arg(long, default_value_t = 30)]
-    pub chunks: u32,
-    /// Concurrent chunker workers.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub workers: u32,
+    /// The chunker's run: streams, chunks, workers, seed, component.
+    #[command(flatten)]
+    pub job: ChunkerArgs,
     /// Data directory (default: a temporary directory removed at exit).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Summer component (default: the built-in guest-summer).
     #[arg(long)]
     pub summer: Option<PathBuf>,
-    /// Chunker component (default: the built-in guest-chunker).
-    #[arg(long)]
-    pub chunker: Option<PathBuf>,
-    /// Seed of the chunker's random streams (default: from the clock).
-    #[arg(long)]
-    pub seed: Option<u64>,
     /// Use this running server instead of an embedded host.
     #[arg(long, value_name = "ADDR", conflicts_with = "data_dir")]
     pub broker: Option<String>,
@@ -136,7 +122,6 @@ impl StreamSumCommand {
         let (data_dir, _temp) =
             super::data_dir_or_temp(self.data_dir.as_deref(), "weir-stream-sum-")?;
         let summer_wasm = chunker::read_component(self.summer.as_ref(), guests::SUMMER_WASM)?;
-        let chunker_wasm = chunker::read_component(self.chunker.as_ref(), guests::CHUNKER_WASM)?;
 
         let broker = Broker::open(data_dir.join("broker"), BrokerConfig::default())
             .await
@@ -154,9 +139,7 @@ impl StreamSumCommand {
                 .consumer_module(&summer_wasm)
                 .context("loading the summer")?,
         );
-        let chunker = runtime
-            .chunker_module(&chunker_wasm)
-            .context("loading the chunker")?;
+        let chunker = self.job.load(&runtime)?;
 
         let clock = Arc::new(AtomicClock::now());
         let mut shards = Vec::new();
@@ -182,24 +165,16 @@ impl StreamSumCommand {
 
         let started = Instant::now();
         println!(
-            "stream-sum: {} partitions, {} workers × {} streams × {} chunks; summer {}, data in {}",
+            "stream-sum: {} partitions, {}; summer {}, data in {}",
             self.partitions,
-            self.workers,
-            chunker::streams_text(self.streams),
-            self.chunks,
+            self.job.shape(),
             summer.digest().short(),
             data_dir.display(),
         );
         let job = chunker.spawn(
             client.clone(),
             tokio::runtime::Handle::current(),
-            ChunkerConfig {
-                streams: self.streams,
-                chunks: self.chunks,
-                workers: self.workers,
-                seed: self.seed,
-                timeout: None,
-            },
+            self.job.config(),
             JobLimits::default(),
         )?;
         let end = chunker::drive(job, |_| {

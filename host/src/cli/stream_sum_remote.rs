@@ -14,7 +14,7 @@ use crate::broker::JournalClient;
 use crate::protocol::consumer as wire;
 use crate::protocol::weir::PushModuleRequest;
 use crate::protocol::weir::modules_client::ModulesClient;
-use crate::runtime::{ChunkerConfig, JobLimits, Runtime, RuntimeConfig, guests};
+use crate::runtime::{JobLimits, Runtime, RuntimeConfig, guests};
 use crate::service::endpoint::endpoint_url;
 use crate::service::journal_client::{GrpcJournalClient, RetryPolicy};
 use crate::service::shard_convert::spec_to_wire;
@@ -70,16 +70,11 @@ pub async fn run(command: StreamSumCommand, broker: &str) -> Result<()> {
     }
 
     let runtime = Runtime::new(RuntimeConfig::default()).context("starting the runtime")?;
-    let wasm = read_component(command.chunker.as_ref(), guests::CHUNKER_WASM)?;
-    let module = runtime
-        .chunker_module(&wasm)
-        .context("loading the chunker")?;
+    let module = command.job.load(&runtime)?;
     println!(
-        "stream-sum: {} partitions on {broker}, {} workers × {} streams × {} chunks; summer {}",
+        "stream-sum: {} partitions on {broker}, {}; summer {}",
         command.partitions,
-        command.workers,
-        chunker::streams_text(command.streams),
-        command.chunks,
+        command.job.shape(),
         &pushed.digest[..12.min(pushed.digest.len())],
     );
     let client: Arc<dyn JournalClient> = Arc::new(journals);
@@ -87,13 +82,7 @@ pub async fn run(command: StreamSumCommand, broker: &str) -> Result<()> {
     let job = module.spawn(
         client,
         tokio::runtime::Handle::current(),
-        ChunkerConfig {
-            streams: command.streams,
-            chunks: command.chunks,
-            workers: command.workers,
-            seed: command.seed,
-            timeout: None,
-        },
+        command.job.config(),
         JobLimits::default(),
     )?;
     let end = chunker::drive(job, |elapsed| {

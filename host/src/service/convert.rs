@@ -186,16 +186,8 @@ pub fn spec_to_wire(spec: &JournalSpec) -> wire::JournalSpec {
 pub fn change_from_wire(
     change: wire::apply_request::Change,
 ) -> Result<(JournalChange, ExpectRevision), BrokerError> {
-    let expect = change.expect_mod_revision;
-    let expectation = match expect {
-        -1 => Ok(ExpectRevision::Any),
-        0 => Ok(ExpectRevision::Absent),
-        revision if revision > 0 => Ok(ExpectRevision::Equal(revision)),
-        _ => Err(invalid(
-            "expect_mod_revision",
-            format!("{expect} is neither -1, 0 nor a revision"),
-        )),
-    }?;
+    let expectation = ExpectRevision::from_wire(change.expect_mod_revision)
+        .map_err(|reason| invalid("expect_mod_revision", reason))?;
     match (change.upsert, change.delete.is_empty()) {
         (Some(_), false) => Err(invalid(
             "change",
@@ -224,11 +216,7 @@ pub fn change_to_wire(
     change: &JournalChange,
     expect: ExpectRevision,
 ) -> wire::apply_request::Change {
-    let expect_mod_revision = match expect {
-        ExpectRevision::Any => -1,
-        ExpectRevision::Absent => 0,
-        ExpectRevision::Equal(revision) => revision,
-    };
+    let expect_mod_revision = expect.to_wire();
     match change {
         JournalChange::Upsert(spec) => wire::apply_request::Change {
             expect_mod_revision,

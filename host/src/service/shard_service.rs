@@ -150,16 +150,8 @@ impl Shard for ShardService {
 
 /// One wire change; the error starts with the path below `changes[i]`.
 fn change_from_wire(change: apply_request::Change) -> Result<ShardChange, String> {
-    let expect = match change.expect_mod_revision {
-        -1 => ExpectRevision::Any,
-        0 => ExpectRevision::Absent,
-        revision if revision > 0 => ExpectRevision::Equal(revision),
-        other => {
-            return Err(format!(
-                ".expect_mod_revision: {other} is neither -1, 0 nor a revision"
-            ));
-        }
-    };
+    let expect = ExpectRevision::from_wire(change.expect_mod_revision)
+        .map_err(|reason| format!(".expect_mod_revision: {reason}"))?;
     match (change.upsert, change.delete.is_empty()) {
         (Some(_), false) => Err(": both upsert and delete are set (expected exactly one)".into()),
         (None, true) => Err(": neither upsert nor delete is set (expected exactly one)".into()),
