@@ -24,7 +24,7 @@
 //! returned) to the moment its sum is read committed from the sums journal
 //! ([`ReadCommitted`], so after the summer's commit and ACK).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,8 +39,8 @@ use crate::broker::protocol::{AppendRequest, JournalChange, JournalClient};
 use crate::broker::spec::{JournalSpec, LabelSet};
 use crate::broker::{Broker, BrokerConfig};
 use crate::consumer::{
-    AppError, AppFactory, Application, PublishError, ShardConfig, ShardHandle, ShardSpec,
-    ShardStatus, Source, TxnContext, TxnPublisher, TxnStore, TxnStoreError, spawn_shard,
+    AppError, AppFactory, Application, DiscardPublisher, MemoryStore, ShardConfig, ShardHandle,
+    ShardSpec, ShardStatus, Source, TxnContext, spawn_shard,
 };
 use crate::message::{
     AtomicClock, Envelope, Flags, ProducerId, Publisher, ReadCommitted, build_uuid, frame,
@@ -646,7 +646,7 @@ async fn summers_alone(
 }
 
 fn time_alone(app: &mut dyn Application, envelopes: &[Envelope]) -> Result<Duration> {
-    let (mut store, mut sink) = (MemStore::default(), Sink);
+    let (mut store, mut sink) = (MemoryStore::default(), DiscardPublisher);
     let mut txn = TxnContext {
         shard: "alone",
         store: &mut store,
@@ -659,50 +659,6 @@ fn time_alone(app: &mut dyn Application, envelopes: &[Envelope]) -> Result<Durat
         app.finalize_txn(&mut txn)?;
     }
     Ok(started.elapsed())
-}
-
-/// A store in a map.
-#[derive(Default)]
-struct MemStore(BTreeMap<Vec<u8>, Vec<u8>>);
-
-impl TxnStore for MemStore {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, TxnStoreError> {
-        Ok(self.0.get(key).cloned())
-    }
-
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), TxnStoreError> {
-        self.0.insert(key.to_vec(), value.to_vec());
-        Ok(())
-    }
-
-    fn delete(&mut self, key: &[u8]) -> Result<(), TxnStoreError> {
-        self.0.remove(key);
-        Ok(())
-    }
-
-    fn scan(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TxnStoreError> {
-        Ok(self
-            .0
-            .range(start.to_vec()..)
-            .take_while(|(key, _)| end.is_empty() || key.as_slice() < end)
-            .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect())
-    }
-}
-
-/// Discards published sums.
-struct Sink;
-
-impl TxnPublisher for Sink {
-    fn publish(&mut self, _journal: &str, _doc: &[u8]) -> Result<(), PublishError> {
-        Ok(())
-    }
 }
 
 /// What the latency phase measured.

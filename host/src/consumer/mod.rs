@@ -24,6 +24,7 @@
 pub mod application;
 pub mod checkpoint;
 pub mod fault;
+pub mod memory;
 pub mod shard;
 pub mod spec;
 pub mod transaction;
@@ -33,6 +34,7 @@ pub use application::{
 };
 pub use checkpoint::{Checkpoint, ProducerState, SourceCheckpoint};
 pub use fault::{FaultAction, FaultHook, FaultPoint};
+pub use memory::{DiscardPublisher, MemoryStore};
 pub use shard::{
     AppFactory, ShardConfig, ShardError, ShardHandle, ShardProgress, ShardStatus, spawn_shard,
     spawn_shard_from_standby,

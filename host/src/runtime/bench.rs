@@ -7,7 +7,6 @@
 //! the bottom, `cargo test --release -p weir --lib runtime::bench --
 //! --ignored --nocapture`) prints them.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +16,7 @@ use bytes::Bytes;
 
 use super::guests::SUMMER_WASM;
 use super::{GuestApplication, GuestLimits, Runtime, RuntimeConfig, RuntimeError};
-use crate::consumer::{
-    AppError, Application, PublishError, TxnContext, TxnPublisher, TxnStore, TxnStoreError,
-};
+use crate::consumer::{AppError, Application, DiscardPublisher, MemoryStore, TxnContext};
 use crate::message::{Clock, Envelope, Flags, ProducerId, build_uuid};
 
 /// What to measure.
@@ -193,8 +190,8 @@ fn run(
     mode: Mode,
 ) -> Result<Duration, AppError> {
     app.reset();
-    let mut store = Store::default();
-    let mut publisher = Sink;
+    let mut store = MemoryStore::default();
+    let mut publisher = DiscardPublisher;
     let mut txn = TxnContext {
         shard: "bench",
         store: &mut store,
@@ -264,41 +261,6 @@ fn acks(count: usize) -> Vec<Envelope> {
             Envelope::new(journal.clone(), begin, begin + 48, uuid, doc.clone())
         })
         .collect()
-}
-
-/// A map store.
-#[derive(Default)]
-struct Store(BTreeMap<Vec<u8>, Vec<u8>>);
-
-impl TxnStore for Store {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, TxnStoreError> {
-        Ok(self.0.get(key).cloned())
-    }
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), TxnStoreError> {
-        self.0.insert(key.to_vec(), value.to_vec());
-        Ok(())
-    }
-    fn delete(&mut self, key: &[u8]) -> Result<(), TxnStoreError> {
-        self.0.remove(key);
-        Ok(())
-    }
-    fn scan(
-        &mut self,
-        _: &[u8],
-        _: &[u8],
-        _: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TxnStoreError> {
-        Ok(Vec::new())
-    }
-}
-
-/// Discards published documents.
-struct Sink;
-
-impl TxnPublisher for Sink {
-    fn publish(&mut self, _journal: &str, _doc: &[u8]) -> Result<(), PublishError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
-//! Test fakes for the runtime: an in-memory [`TxnStore`], a recording
-//! [`TxnPublisher`], and envelope builders.
+//! Test fakes for the runtime: the in-memory store (as `MemStore`), a
+//! recording [`TxnPublisher`], and envelope builders.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use crate::consumer::{PublishError, TxnContext, TxnPublisher, TxnStore, TxnStoreError};
+pub use crate::consumer::MemoryStore as MemStore;
+use crate::consumer::{PublishError, TxnContext, TxnPublisher};
 use crate::message::{Clock, Envelope, Flags, ProducerId, build_uuid};
 use crate::runtime::{Runtime, RuntimeConfig};
 
@@ -14,50 +14,6 @@ use crate::runtime::{Runtime, RuntimeConfig};
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| Runtime::new(RuntimeConfig::default()).expect("runtime"))
-}
-
-/// A store in memory. Writes apply at once (the tests' "transactions"
-/// commit by construction); `fail_reads` makes every `get` fail.
-#[derive(Debug, Default)]
-pub struct MemStore {
-    /// The data.
-    pub data: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// Make `get` fail.
-    pub fail_reads: bool,
-}
-
-impl TxnStore for MemStore {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, TxnStoreError> {
-        if self.fail_reads {
-            return Err(TxnStoreError::Failed("injected read failure".into()));
-        }
-        Ok(self.data.get(key).cloned())
-    }
-
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), TxnStoreError> {
-        self.data.insert(key.to_vec(), value.to_vec());
-        Ok(())
-    }
-
-    fn delete(&mut self, key: &[u8]) -> Result<(), TxnStoreError> {
-        self.data.remove(key);
-        Ok(())
-    }
-
-    fn scan(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TxnStoreError> {
-        Ok(self
-            .data
-            .range(start.to_vec()..)
-            .take_while(|(key, _)| end.is_empty() || key.as_slice() < end)
-            .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect())
-    }
 }
 
 /// Records published documents.
