@@ -14,7 +14,6 @@ use std::time::Duration;
 use crate::broker::BrokerError;
 use crate::consumer::{ShardSpec, ShardStatus, Source};
 use crate::protocol::consumer::{self as wire, replica_status::Code};
-use crate::protocol::gazette;
 
 use super::convert::{label_set_from_wire, label_set_to_wire};
 use super::shards::ReplicaState;
@@ -104,16 +103,6 @@ pub fn replica_status(state: &ReplicaState) -> wire::ReplicaStatus {
     }
 }
 
-/// A route without members (Gazette's "no primary" is -1): weir's shards
-/// run in the process that answers.
-pub fn unrouted() -> gazette::Route {
-    gazette::Route {
-        members: Vec::new(),
-        primary: -1,
-        endpoints: Vec::new(),
-    }
-}
-
 /// The `field: reason` of a conversion error.
 fn message(err: BrokerError) -> String {
     match err {
@@ -158,6 +147,7 @@ fn duration_to_wire(duration: Duration) -> prost_types::Duration {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::protocol::gazette;
 
     fn wire_spec() -> wire::ShardSpec {
         wire::ShardSpec {

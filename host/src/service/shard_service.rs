@@ -20,8 +20,8 @@ use crate::protocol::consumer::{
     Status as ShardStatusCode, apply_request, list_response,
 };
 
-use super::convert::{header, selector_from_wire, status_of};
-use super::shard_convert::{replica_status, spec_from_wire, spec_to_wire, unrouted};
+use super::convert::{header, selector_from_wire, status_of, unrouted};
+use super::shard_convert::{replica_status, spec_from_wire, spec_to_wire};
 use super::shards::{ShardChange, ShardRegistry, ShardRegistryError, StatError};
 use crate::broker::revision::ExpectRevision;
 
