@@ -160,6 +160,9 @@ pub const DEFAULT_APPEND_CHUNK_SIZE: usize = 1 << 20;
 /// attempt, in milliseconds; the last value repeats (Gazette's
 /// RetryReader: 50, 50, 100, 100 ms, 1 s, 1 s, then 5 s).
 pub const DEFAULT_RETRY_BACKOFF_MS: [u64; 7] = [50, 50, 100, 100, 1_000, 1_000, 5_000];
+/// How long `weir stream-sum --broker` keeps retrying its set-up calls
+/// (module push, shard apply) through a server restart, in seconds.
+pub const DEFAULT_SETUP_RETRY_SECS: u64 = 60;
 /// Time the journal client waits for a TCP connection, in milliseconds.
 pub const DEFAULT_GRPC_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Interval of the journal client's HTTP/2 keep-alive pings, which notice

@@ -60,6 +60,15 @@ impl ServeProcess {
     }
 }
 
+impl Drop for ServeProcess {
+    /// A failed test must not leave its server running (it would hold the
+    /// test harness's output pipe open); already reaped children ignore it.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs `weir stream-sum --broker ADDR` with `args`; returns its output.
 fn stream_sum(addr: SocketAddr, args: &[&str]) -> Child {
     Command::new(WEIR)
@@ -106,7 +115,45 @@ fn stream_sum_runs_against_a_server_in_another_process() {
         "a second stream-sum --broker",
     );
     assert!(out.contains("streams verified   40"), "{out}");
+
+    // `/metrics` counts what the runs did, per journal, shard, phase and
+    // module.
+    let metrics = scrape(server.addr);
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
+    };
+    let chunks = "examples/stream-sum/chunks/part-000";
+    assert!(value(&format!("weir_journal_appends_total{{journal=\"{chunks}\"}}")) > 0.0);
+    assert!(value(&format!("weir_journal_append_bytes_total{{journal=\"{chunks}\"}}")) > 0.0);
+    for phase in ["Consume", "Finalize", "Flush", "Commit", "Ack"] {
+        let series = format!(
+            "weir_shard_txn_phase_seconds_count{{shard=\"chunks-part-000\",phase=\"{phase}\"}}"
+        );
+        assert!(value(&series) >= 1.0, "{series}");
+    }
+    let guest_calls = metrics
+        .lines()
+        .filter(|line| line.starts_with("weir_guest_call_seconds_count{module="))
+        .count();
+    assert!(guest_calls >= 1, "{metrics}");
+    assert!(metrics.contains("weir_shard_status{"), "{metrics}");
     server.sigterm();
+}
+
+/// GETs `/metrics` over plain HTTP/1.1.
+fn scrape(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n")
+        .expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
 }
 
 #[test]

@@ -682,10 +682,10 @@ impl JournalClient for Broker {
         let shared = journal.shared.clone();
         drop(journal);
         if !read(&shared.spec).may_read() {
-            return Err(BrokerError::InvalidArgument(format!(
-                "journal {} is write-only (flags O_WRONLY)",
-                request.journal
-            )));
+            return Err(BrokerError::NotAllowed {
+                journal: request.journal.clone(),
+                reason: "the journal is write-only (flags O_WRONLY): reads are refused".into(),
+            });
         }
         if request.offset < -1 || request.end_offset < 0 {
             return Err(BrokerError::InvalidArgument(format!(
@@ -1643,7 +1643,7 @@ mod test {
         .await;
         assert!(matches!(
             broker.append(request("test/ro", "x")).await,
-            Err(BrokerError::InvalidArgument(_))
+            Err(BrokerError::NotAllowed { .. })
         ));
         append(&broker, "test/wo", "x").await;
         let read = broker
@@ -1652,7 +1652,7 @@ mod test {
                 ..Default::default()
             })
             .await;
-        assert!(matches!(read, Err(BrokerError::InvalidArgument(_))));
+        assert!(matches!(read, Err(BrokerError::NotAllowed { .. })));
     }
 
     #[tokio::test]

@@ -128,6 +128,15 @@ pub enum BrokerError {
         /// What was wrong.
         reason: String,
     },
+    /// The journal's flags forbid the operation (Gazette `NOT_ALLOWED`):
+    /// an append to a read-only journal, a read of a write-only one.
+    #[error("not allowed on {journal}: {reason}")]
+    NotAllowed {
+        /// The journal addressed.
+        journal: String,
+        /// What its flags forbid.
+        reason: String,
+    },
     /// A request or content exceeded a named limit.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
@@ -157,6 +166,7 @@ impl BrokerError {
             | BrokerError::WrongAppendOffset { .. }
             | BrokerError::OffsetNotYetAvailable { .. }
             | BrokerError::Corrupt { .. }
+            | BrokerError::NotAllowed { .. }
             | BrokerError::LimitExceeded(_)
             | BrokerError::Io { .. } => false,
         }

@@ -348,9 +348,10 @@ fn plan(
     registers: &LabelSet,
 ) -> Result<Option<(LabelSet, Option<String>)>, BrokerError> {
     if !may_append {
-        return Err(BrokerError::InvalidArgument(format!(
-            "journal {journal} is read-only (flags O_RDONLY)"
-        )));
+        return Err(BrokerError::NotAllowed {
+            journal: journal.to_string(),
+            reason: "the journal is read-only (flags O_RDONLY): appends are refused".into(),
+        });
     }
     if let Some(expected) = request.expect_offset
         && expected != head

@@ -3,10 +3,12 @@
 //! summer shards on the server if missing (an existing shard is updated to
 //! the pushed module), then runs the chunker against it.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tonic::transport::Channel;
 
 use super::chunker::{self, read_component};
 use super::stream_sum::{StreamSumCommand, setup_journals};
@@ -14,7 +16,9 @@ use crate::broker::JournalClient;
 use crate::protocol::consumer as wire;
 use crate::protocol::weir::PushModuleRequest;
 use crate::protocol::weir::modules_client::ModulesClient;
+use crate::limits;
 use crate::runtime::{JobLimits, Runtime, RuntimeConfig, guests};
+use crate::service::convert::error_of_status;
 use crate::service::endpoint::endpoint_url;
 use crate::service::journal_client::{GrpcJournalClient, RetryPolicy};
 use crate::service::shard_convert::spec_to_wire;
@@ -32,19 +36,20 @@ pub async fn run(command: StreamSumCommand, broker: &str) -> Result<()> {
     let mut specs = setup_journals(&journals, command.partitions).await?;
 
     let summer = read_component(command.summer.as_ref(), guests::SUMMER_WASM)?;
-    let mut modules = ModulesClient::connect(url.clone())
-        .await
-        .with_context(|| format!("connecting to {consumer}"))?
-        .max_encoding_message_size(summer.len() + 1024);
-    let pushed = modules
-        .push(PushModuleRequest { component: summer })
-        .await
-        .context("pushing the summer module")?
-        .into_inner();
+    // Lazy channels reconnect on the next call, so a server restarted
+    // during set-up is retried rather than fatal.
+    let channel = Channel::from_shared(url)
+        .with_context(|| format!("the address {consumer:?}"))?
+        .connect_lazy();
+    let modules = ModulesClient::new(channel.clone()).max_encoding_message_size(summer.len() + 1024);
+    let pushed = retry_setup("pushing the summer module", || {
+        let mut modules = modules.clone();
+        let component = summer.clone();
+        async move { modules.push(PushModuleRequest { component }).await }
+    })
+    .await?;
 
-    let mut shards = wire::shard_client::ShardClient::connect(url)
-        .await
-        .with_context(|| format!("connecting to {consumer}"))?;
+    let shards = wire::shard_client::ShardClient::new(channel);
     let mut changes = Vec::new();
     for spec in &mut specs {
         spec.labels.insert(MODULE_LABEL, &pushed.digest);
@@ -54,14 +59,19 @@ pub async fn run(command: StreamSumCommand, broker: &str) -> Result<()> {
             delete: String::new(),
         });
     }
-    let applied = shards
-        .apply(wire::ApplyRequest {
-            changes,
-            extension: Vec::new(),
-        })
-        .await
-        .context("applying the summer shards")?
-        .into_inner();
+    let applied = retry_setup("applying the summer shards", || {
+        let mut shards = shards.clone();
+        let changes = changes.clone();
+        async move {
+            shards
+                .apply(wire::ApplyRequest {
+                    changes,
+                    extension: Vec::new(),
+                })
+                .await
+        }
+    })
+    .await?;
     if applied.status != wire::Status::Ok as i32 {
         bail!(
             "applying the summer shards: status {:?}",
@@ -91,4 +101,28 @@ pub async fn run(command: StreamSumCommand, broker: &str) -> Result<()> {
     })
     .await;
     chunker::finish(end, started.elapsed())
+}
+
+/// Runs a set-up call, retrying transport failures and unavailability with
+/// the journal client's back-off for up to
+/// [`limits::DEFAULT_SETUP_RETRY_SECS`]; other errors end it at once.
+async fn retry_setup<T, F, Fut>(what: &str, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let policy = RetryPolicy::default();
+    let give_up = Instant::now() + Duration::from_secs(limits::DEFAULT_SETUP_RETRY_SECS);
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(status) if error_of_status(&status).is_transient() && Instant::now() < give_up => {
+                tracing::warn!(%status, "{what}: retrying");
+                tokio::time::sleep(policy.backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(status) => return Err(anyhow::Error::new(status).context(what.to_string())),
+        }
+    }
 }

@@ -19,7 +19,8 @@
 //!
 //! Files: [`application`] (the user contract), [`spec`] (shard specs),
 //! [`checkpoint`], [`transaction`] (the loop), [`shard`] (supervision and
-//! status), [`fault`] (injectable crash points).
+//! status), [`fault`] (injectable crash points), [`txn_metrics`] (phase
+//! timings).
 
 pub mod application;
 pub mod checkpoint;
@@ -28,6 +29,7 @@ pub mod memory;
 pub mod shard;
 pub mod spec;
 pub mod transaction;
+pub mod txn_metrics;
 
 pub use application::{
     AppError, Application, PublishError, TxnContext, TxnPublisher, TxnStore, TxnStoreError,
@@ -40,3 +42,4 @@ pub use shard::{
     spawn_shard_from_standby,
 };
 pub use spec::{ShardSpec, Source, SpecError};
+pub use txn_metrics::{ShardTxnMetrics, TxnMetrics, TxnPhase};

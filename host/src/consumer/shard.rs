@@ -26,6 +26,7 @@ use super::application::{AppError, Application};
 use super::fault::{FaultHook, FaultPoint};
 use super::spec::ShardSpec;
 use super::transaction::{TermEnd, run_primary};
+use super::txn_metrics::TxnMetrics;
 
 /// Creates a fresh application instance for each primary term.
 pub type AppFactory = Arc<dyn Fn() -> Result<Box<dyn Application>, AppError> + Send + Sync>;
@@ -55,6 +56,8 @@ pub struct ShardConfig {
     pub module_digest: String,
     /// Crash injection for tests; `None` in production.
     pub faults: Option<FaultHook>,
+    /// Where transaction-phase durations are recorded, if anywhere.
+    pub txn_metrics: Option<TxnMetrics>,
 }
 
 impl ShardConfig {
@@ -77,6 +80,7 @@ impl ShardConfig {
             max_failures: limits::DEFAULT_SHARD_MAX_FAILURES,
             module_digest: String::new(),
             faults: None,
+            txn_metrics: None,
         }
     }
 }

@@ -47,6 +47,7 @@ use super::application::{AppError, Application, PublishError, TxnContext, TxnPub
 use super::fault::{FaultAction, FaultHook, FaultPoint};
 use super::shard::{ShardConfig, ShardError, ShardProgress};
 use super::spec::ShardSpec;
+use super::txn_metrics::{ShardTxnMetrics, TxnPhase};
 
 /// Why a primary term ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +191,7 @@ pub(crate) async fn run_primary(
         },
         shard: Arc::from(spec.id.as_str()),
     };
+    let phases = config.txn_metrics.as_ref().map(|m| m.shard(&spec.id));
     // The store is `None` while a commit task owns it.
     let mut store = Some(store);
     let mut prev: Option<JoinHandle<Result<Committed, ShardError>>> = None;
@@ -309,6 +311,8 @@ pub(crate) async fn run_primary(
         }
 
         // --- Finalize. ---
+        let finalizing = Instant::now();
+        observe(&phases, TxnPhase::Consume, finalizing - began);
         let (back, result) = work
             .run(|work| {
                 let (mut txn, app) = work.context();
@@ -317,6 +321,7 @@ pub(crate) async fn run_primary(
             .await?;
         work = back;
         result.map_err(ShardError::App)?;
+        observe(&phases, TxnPhase::Finalize, finalizing.elapsed());
         check_fault(&config.faults, FaultPoint::AfterFinalize)?;
 
         let mut checkpoint = reader.checkpoint(config.prune_horizon);
@@ -344,6 +349,7 @@ pub(crate) async fn run_primary(
             writes,
             checkpoint,
             config.faults.clone(),
+            phases.clone(),
         )));
     }
 }
@@ -378,14 +384,24 @@ async fn commit_txn(
     writes: Arc<WriteSet>,
     checkpoint: Checkpoint,
     faults: Option<FaultHook>,
+    phases: Option<ShardTxnMetrics>,
 ) -> Result<Committed, ShardError> {
+    let mut phase = Instant::now();
+    let mut lap = |name: TxnPhase| {
+        let now = Instant::now();
+        observe(&phases, name, now - phase);
+        phase = now;
+    };
     held.flush().await.map_err(ShardError::Publish)?;
+    lap(TxnPhase::Flush);
     check_fault(&faults, FaultPoint::BeforeCommit)?;
     store.commit(&*writes, &checkpoint).await?;
+    lap(TxnPhase::Commit);
     check_fault(&faults, FaultPoint::AfterCommit)?;
     held.release();
     check_fault(&faults, FaultPoint::DuringAcks)?;
     held.acknowledged().await.map_err(ShardError::Ack)?;
+    lap(TxnPhase::Ack);
     let read_through = checkpoint
         .sources
         .iter()
@@ -395,6 +411,12 @@ async fn commit_txn(
         store,
         read_through,
     })
+}
+
+fn observe(phases: &Option<ShardTxnMetrics>, phase: TxnPhase, took: Duration) {
+    if let Some(phases) = phases {
+        phases.observe(phase, took);
+    }
 }
 
 /// Appends an ACK intent, retrying transient failures. A journal deleted

@@ -12,11 +12,13 @@
 //!   uncompressed fragments on local disk, so going out,
 //!   `fragment.compression_codec` is `NONE`. `fragment.length` 0 means the
 //!   broker's default, both ways.
-//! - **Headers** carry the registry revision as `etcd.revision`, with fixed
-//!   non-zero ids and a route without primary, so Gazette's header checks
-//!   pass.
-//! - **Fragments** carry no `sum`: weir checksums each append (CRC-32C), and
-//!   a fragment's SHA1 would mean reading the whole fragment.
+//! - **Headers and routes** name the answering process
+//!   ([`ProcessIdentity`](super::process::ProcessIdentity)).
+//! - **Fragments**: an append's commit carries the SHA1 of the appended
+//!   bytes ([`sha1_sum`]), as Gazette's does. Listed and read fragments
+//!   carry no `sum`: weir checksums each append (CRC-32C) instead, and a
+//!   whole fragment's SHA1 would mean reading it; nothing reads fragments
+//!   from a store by URL here, which is what Gazette's sum serves.
 //!
 //! Errors, server side ([`status_of`]) and back on the client
 //! ([`error_of_status`], [`error_of_wire_status`]):
@@ -24,6 +26,7 @@
 //! | [`BrokerError`] | on the wire |
 //! |---|---|
 //! | `JournalNotFound` | response status `JOURNAL_NOT_FOUND` |
+//! | `NotAllowed` | response status `NOT_ALLOWED` (appends and reads; elsewhere `PERMISSION_DENIED`) |
 //! | `RegisterMismatch` | response status `REGISTER_MISMATCH`, with the registers |
 //! | `WrongAppendOffset` | response status `WRONG_APPEND_OFFSET`; the write head as a zero-length `commit` (Gazette leaves it unset) |
 //! | `OffsetNotYetAvailable` | response status `OFFSET_NOT_YET_AVAILABLE` |
@@ -36,6 +39,7 @@
 use std::error::Error as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sha1::{Digest as _, Sha1};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -309,6 +313,23 @@ pub fn fragment_to_wire(
     }
 }
 
+/// Gazette's `SHA1Sum` of `content`: the 20-byte digest split big-endian
+/// into 8, 8 and 4 bytes. Empty content has the all-zero sum, as Gazette
+/// defines for the empty fragment.
+pub fn sha1_sum(content: &[u8]) -> wire::Sha1Sum {
+    if content.is_empty() {
+        return wire::Sha1Sum::default();
+    }
+    let digest: [u8; 20] = Sha1::digest(content).into();
+    let (part1, rest) = digest.split_at(8);
+    let (part2, part3) = rest.split_at(8);
+    wire::Sha1Sum {
+        part1: u64::from_be_bytes(part1.try_into().unwrap_or_default()),
+        part2: u64::from_be_bytes(part2.try_into().unwrap_or_default()),
+        part3: u32::from_be_bytes(part3.try_into().unwrap_or_default()),
+    }
+}
+
 /// A listed fragment of `journal` on the wire.
 pub fn fragment_info_to_wire(journal: &str, fragment: &FragmentInfo) -> wire::Fragment {
     fragment_to_wire(journal, fragment.begin, fragment.end, fragment.mod_time)
@@ -319,30 +340,6 @@ pub fn unix_seconds(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |since| {
         i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
     })
-}
-
-/// A route without members or primary (Gazette's primary -1): weir's one
-/// broker serves every journal itself.
-pub fn unrouted() -> wire::Route {
-    wire::Route {
-        members: Vec::new(),
-        primary: -1,
-        endpoints: Vec::new(),
-    }
-}
-
-/// A response header at registry `revision` (see the [module docs](self)).
-pub fn header(revision: i64) -> wire::Header {
-    wire::Header {
-        process_id: None,
-        route: Some(unrouted()),
-        etcd: Some(wire::header::Etcd {
-            cluster_id: 1,
-            member_id: 1,
-            revision,
-            raft_term: 1,
-        }),
-    }
 }
 
 /// The gRPC status of an error that is not carried as a response status
@@ -370,6 +367,7 @@ pub fn status_of(err: &BrokerError) -> Status {
             Status::failed_precondition(err.to_string())
         }
         BrokerError::OffsetNotYetAvailable { .. } => Status::out_of_range(err.to_string()),
+        BrokerError::NotAllowed { .. } => Status::permission_denied(err.to_string()),
     }
 }
 
@@ -422,6 +420,10 @@ pub fn error_of_wire_status(status: i32, journal: &str) -> BrokerError {
     let status = wire::Status::try_from(status);
     match status {
         Ok(wire::Status::JournalNotFound) => BrokerError::JournalNotFound(journal.to_string()),
+        Ok(wire::Status::NotAllowed) => BrokerError::NotAllowed {
+            journal: journal.to_string(),
+            reason: "the broker answered NOT_ALLOWED: the journal's flags forbid it".into(),
+        },
         Ok(
             wire::Status::NoJournalPrimaryBroker
             | wire::Status::NotJournalPrimaryBroker
@@ -459,6 +461,16 @@ mod test {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn sha1_sums_split_the_digest_big_endian_and_empty_is_zero() {
+        // SHA1("abc") = a9993e36 4706816a ba3e2571 7850c26c 9cd0d89d.
+        let sum = sha1_sum(b"abc");
+        assert_eq!(sum.part1, 0xa999_3e36_4706_816a);
+        assert_eq!(sum.part2, 0xba3e_2571_7850_c26c);
+        assert_eq!(sum.part3, 0x9cd0_d89d);
+        assert_eq!(sha1_sum(b""), wire::Sha1Sum::default());
     }
 
     #[test]

@@ -25,6 +25,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, status_of};
+use super::metrics::JournalMetrics;
+use super::process::ProcessIdentity;
 use super::{journal_append, journal_read};
 use crate::broker::{ApplyOutcome, Broker, BrokerError, LabelSelector, Listing};
 use crate::limits;
@@ -73,6 +75,8 @@ impl Default for JournalServiceConfig {
 pub struct JournalService {
     broker: Broker,
     config: JournalServiceConfig,
+    identity: ProcessIdentity,
+    metrics: JournalMetrics,
 }
 
 impl JournalService {
@@ -84,7 +88,24 @@ impl JournalService {
     /// The service over `broker` with `config`. A read chunk size of 0 is
     /// taken as 1.
     pub fn with_config(broker: Broker, config: JournalServiceConfig) -> JournalService {
-        JournalService { broker, config }
+        JournalService {
+            broker,
+            config,
+            identity: ProcessIdentity::unbound(),
+            metrics: JournalMetrics::default(),
+        }
+    }
+
+    /// This service counting appends and reads into `metrics`.
+    pub fn with_metrics(mut self, metrics: JournalMetrics) -> JournalService {
+        self.metrics = metrics;
+        self
+    }
+
+    /// This service answering as `identity` (its headers and routes).
+    pub fn with_identity(mut self, identity: ProcessIdentity) -> JournalService {
+        self.identity = identity;
+        self
     }
 
     /// The tonic server of this service, with its message size limits set.
@@ -103,7 +124,7 @@ impl JournalService {
 /// The messages of one List snapshot: full pages, the first with the
 /// header; for a watch, then the empty end-of-snapshot message (which
 /// carries the header if the snapshot is empty).
-fn snapshot(listing: &Listing, watch: bool) -> Vec<wire::ListResponse> {
+fn snapshot(listing: &Listing, watch: bool, identity: &ProcessIdentity) -> Vec<wire::ListResponse> {
     let mut messages: Vec<wire::ListResponse> = listing
         .journals
         .chunks(limits::DEFAULT_LIST_RESPONSE_JOURNALS.max(1))
@@ -113,7 +134,7 @@ fn snapshot(listing: &Listing, watch: bool) -> Vec<wire::ListResponse> {
                 .map(|listed| wire::list_response::Journal {
                     spec: Some(convert::spec_to_wire(&listed.spec)),
                     mod_revision: listed.revisions.modify,
-                    route: Some(convert::unrouted()),
+                    route: Some(identity.route(true)),
                     create_revision: listed.revisions.create,
                 })
                 .collect(),
@@ -124,7 +145,7 @@ fn snapshot(listing: &Listing, watch: bool) -> Vec<wire::ListResponse> {
         messages.push(wire::ListResponse::default());
     }
     if let Some(first) = messages.first_mut() {
-        first.header = Some(convert::header(listing.revision));
+        first.header = Some(identity.header(listing.revision));
     }
     messages
 }
@@ -138,22 +159,39 @@ fn fingerprint(listing: &Listing) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Streams snapshots of `selector` into `out` until the client goes away or
-/// the broker shuts down.
-async fn watch(
+/// A List watch: what to match, who answers, and where to resume.
+struct Watch {
     broker: Broker,
     selector: LabelSelector,
+    identity: ProcessIdentity,
+    /// Gazette's `watch_resume`: the client holds the snapshot as of this
+    /// registry revision, so the first snapshot waits for a later one.
+    resume_after: Option<i64>,
+}
+
+/// Streams snapshots of the watch's selector into `out` until the client
+/// goes away or the broker shuts down.
+async fn watch(
+    spec: Watch,
     first: Listing,
     mut changes: tokio::sync::watch::Receiver<i64>,
     out: mpsc::Sender<Result<wire::ListResponse, Status>>,
 ) {
-    let mut sent = fingerprint(&first);
-    for message in snapshot(&first, true) {
-        if out.send(Ok(message)).await.is_err() {
-            return;
-        }
-    }
+    // `None` until a snapshot was sent: the first one after a resume goes
+    // out whatever it holds, as the client's copy is of an older revision.
+    let mut sent = None;
+    let mut listing = first;
     loop {
+        let resumed = spec.resume_after.is_none_or(|after| listing.revision > after);
+        let now = fingerprint(&listing);
+        if resumed && sent.as_ref() != Some(&now) {
+            for message in snapshot(&listing, true, &spec.identity) {
+                if out.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+            sent = Some(now);
+        }
         tokio::select! {
             () = out.closed() => return,
             changed = changes.changed() => {
@@ -163,23 +201,13 @@ async fn watch(
                 }
             }
         }
-        let listing = match broker.list_journals(&selector) {
+        listing = match spec.broker.list_journals(&spec.selector) {
             Ok(listing) => listing,
             Err(err) => {
                 let _ = out.send(Err(status_of(&err))).await;
                 return;
             }
         };
-        let now = fingerprint(&listing);
-        if now == sent {
-            continue;
-        }
-        sent = now;
-        for message in snapshot(&listing, true) {
-            if out.send(Ok(message)).await.is_err() {
-                return;
-            }
-        }
     }
 }
 
@@ -229,6 +257,15 @@ impl Journal for JournalService {
         let request = request.into_inner();
         let selector = convert::selector_from_wire(request.selector.as_ref(), "selector")
             .map_err(|err| status_of(&err))?;
+        let resume_after = match (&request.watch_resume, request.watch) {
+            (None, _) => None,
+            (Some(_), false) => {
+                return Err(Status::invalid_argument(
+                    "watch_resume: only allowed with watch",
+                ));
+            }
+            (Some(header), true) => Some(header.etcd.as_ref().map_or(0, |etcd| etcd.revision)),
+        };
         // Subscribed before listing, so no change can slip in between.
         let changes = self.broker.watch_registry();
         let listing = self
@@ -236,11 +273,19 @@ impl Journal for JournalService {
             .list_journals(&selector)
             .map_err(|err| status_of(&err))?;
         if !request.watch {
-            let messages = snapshot(&listing, false).into_iter().map(Ok);
+            let messages = snapshot(&listing, false, &self.identity)
+                .into_iter()
+                .map(Ok);
             return Ok(Response::new(stream::iter(messages).boxed()));
         }
         let (out, messages) = mpsc::channel(LIST_WATCH_BUFFER);
-        tokio::spawn(watch(self.broker.clone(), selector, listing, changes, out));
+        let spec = Watch {
+            broker: self.broker.clone(),
+            selector,
+            identity: self.identity.clone(),
+            resume_after,
+        };
+        tokio::spawn(watch(spec, listing, changes, out));
         Ok(Response::new(ReceiverStream::new(messages).boxed()))
     }
 
@@ -286,7 +331,7 @@ impl Journal for JournalService {
         };
         Ok(Response::new(wire::ApplyResponse {
             status: status as i32,
-            header: Some(convert::header(self.revision())),
+            header: Some(self.identity.header(self.revision())),
         }))
     }
 
@@ -294,13 +339,14 @@ impl Journal for JournalService {
         &self,
         request: Request<wire::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let header = convert::header(self.revision());
+        let header = self.identity.header(self.revision());
         let chunk_size = self.config.read_chunk_size.max(1);
         let stream = journal_read::read(
             self.broker.clone(),
             request.into_inner(),
             header,
             chunk_size,
+            self.metrics.clone(),
         )
         .await?;
         Ok(Response::new(stream))
@@ -316,9 +362,10 @@ impl Journal for JournalService {
             request.into_inner(),
             pace,
             self.config.max_append_size,
+            &self.metrics,
         )
         .await?;
-        response.header = Some(convert::header(self.revision()));
+        response.header = Some(self.identity.header(self.revision()));
         Ok(Response::new(response))
     }
 
@@ -328,7 +375,7 @@ impl Journal for JournalService {
     ) -> Result<Response<wire::FragmentsResponse>, Status> {
         let request = request.into_inner();
         let limit = validate_fragments_request(&request)?;
-        let header = Some(convert::header(self.revision()));
+        let header = Some(self.identity.header(self.revision()));
         let fragments = match self.broker.fragments(&request.journal).await {
             Ok(fragments) => fragments,
             Err(BrokerError::JournalNotFound(_)) => {
@@ -968,6 +1015,8 @@ pub(crate) mod test {
         );
         assert_eq!(committed.total_chunks, 2);
         assert!(committed.header.is_some());
+        // The commit's sum is the SHA1 of exactly the appended bytes.
+        assert_eq!(commit.sum, Some(convert::sha1_sum(b"hello world")));
 
         let rolled_back = append_messages(
             &mut served.client,
@@ -987,6 +1036,7 @@ pub(crate) mod test {
             .expect("barrier");
         let commit = barrier.commit.expect("commit");
         assert_eq!((commit.begin, commit.end), (11, 11));
+        assert_eq!(commit.sum, Some(wire::Sha1Sum::default()));
 
         let mut first = params("test/append");
         first.content = b"early".to_vec();
@@ -1015,6 +1065,94 @@ pub(crate) mod test {
         .await
         .expect("answered");
         assert_eq!(missing.status, WireStatus::JournalNotFound as i32);
+    }
+
+    #[tokio::test]
+    async fn journal_flags_forbid_appends_and_reads_with_not_allowed() {
+        let mut served = start().await;
+        let flagged = |name: &str, flags| JournalSpec {
+            flags,
+            ..JournalSpec::new(name)
+        };
+        create(
+            &served.broker,
+            [
+                flagged("test/read-only", crate::broker::spec::O_RDONLY),
+                flagged("test/write-only", crate::broker::spec::O_WRONLY),
+            ],
+        )
+        .await;
+        let refused = append_messages(
+            &mut served.client,
+            vec![params("test/read-only"), chunk(b"x"), chunk(b"")],
+        )
+        .await
+        .expect("answered");
+        assert_eq!(refused.status, WireStatus::NotAllowed as i32);
+        assert_eq!(served.broker.write_head("test/read-only").expect("head"), 0);
+
+        append_bytes(&served.broker, "test/write-only", b"kept".to_vec()).await;
+        let mut responses = served
+            .client
+            .read(read_request("test/write-only", 0))
+            .await
+            .expect("read")
+            .into_inner();
+        let first = responses.message().await.expect("answered").expect("one");
+        assert_eq!(first.status, WireStatus::NotAllowed as i32);
+        assert!(first.content.is_empty());
+        assert!(responses.message().await.expect("ends").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_resumed_watch_waits_for_a_revision_after_the_one_it_holds() {
+        let mut served = start().await;
+        create(&served.broker, [JournalSpec::new("watched/a")]).await;
+        let request = |resume: Option<wire::Header>| wire::ListRequest {
+            selector: selector("prefix=watched/"),
+            watch: true,
+            watch_resume: resume,
+        };
+        let mut fresh = served.client.list(request(None)).await.expect("watch");
+        let held = fresh.get_mut().message().await.expect("ok").expect("first");
+        let header = held.header.clone().expect("the first response has the header");
+
+        let mut resumed = served
+            .client
+            .list(request(Some(header.clone())))
+            .await
+            .expect("resumed watch")
+            .into_inner();
+        // Nothing is sent while the client's snapshot is current.
+        let early = tokio::time::timeout(Duration::from_millis(200), resumed.message()).await;
+        assert!(early.is_err(), "a resumed watch sent {early:?}");
+        create(&served.broker, [JournalSpec::new("watched/b")]).await;
+        let next = next_snapshot(&mut resumed).await;
+        let names: Vec<&str> = next.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["watched/a", "watched/b"]);
+
+        // A resume point behind the registry gets a snapshot at once.
+        let mut stale = header;
+        if let Some(etcd) = stale.etcd.as_mut() {
+            etcd.revision -= 1;
+        }
+        let mut behind = served
+            .client
+            .list(request(Some(stale)))
+            .await
+            .expect("resumed watch")
+            .into_inner();
+        assert_eq!(next_snapshot(&mut behind).await.len(), 2);
+
+        let refused = served
+            .client
+            .list(wire::ListRequest {
+                watch: false,
+                ..request(held.header)
+            })
+            .await
+            .expect_err("watch_resume without watch");
+        assert_eq!(refused.code(), Code::InvalidArgument);
     }
 
     #[tokio::test]

@@ -15,10 +15,12 @@
 //! - **Limits**: more than `max_append_size` content bytes, or a client
 //!   falling behind the minimum rate ([`Pace`]), fail the RPC with
 //!   `RESOURCE_EXHAUSTED` at once, without waiting for the rest.
-//! - The response carries the commit fragment `[begin, end)` (no `sum`),
-//!   the registers and `total_chunks`; `REGISTER_MISMATCH` (with the
-//!   registers), `WRONG_APPEND_OFFSET` (with the write head as a zero-length
-//!   commit) and `JOURNAL_NOT_FOUND` are response statuses.
+//! - The response carries the commit fragment `[begin, end)` with the
+//!   SHA1 of the appended bytes (all zeros for a barrier), the registers
+//!   and `total_chunks`; `REGISTER_MISMATCH` (with the registers),
+//!   `WRONG_APPEND_OFFSET` (with the write head as a zero-length commit),
+//!   `JOURNAL_NOT_FOUND` and `NOT_ALLOWED` (a read-only journal) are
+//!   response statuses.
 
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ use tokio::time::Instant;
 use tonic::{Status, Streaming};
 
 use super::convert::{self, status_of};
+use super::metrics::JournalMetrics;
 use crate::broker::{Broker, BrokerError, JournalClient};
 use crate::protocol::gazette::{self as wire, Status as WireStatus};
 
@@ -87,6 +90,7 @@ pub(super) async fn append(
     mut stream: Streaming<wire::AppendRequest>,
     mut pace: Pace,
     max_append_size: usize,
+    metrics: &JournalMetrics,
 ) -> Result<wire::AppendResponse, Status> {
     let Some(first) = pace.receive(&mut stream).await? else {
         return Err(Status::invalid_argument(
@@ -132,21 +136,25 @@ pub(super) async fn append(
         ));
     }
 
+    let sum = convert::sha1_sum(&content);
     request.content = Bytes::from(content);
     let journal = request.journal.clone();
+    let bytes = request.content.len() as u64;
     match broker.append(request).await {
-        Ok(committed) => Ok(wire::AppendResponse {
-            commit: Some(convert::fragment_to_wire(
-                &journal,
-                committed.begin,
-                committed.end,
-                None,
-            )),
-            registers: Some(convert::label_set_to_wire(&committed.registers)),
-            total_chunks: chunks,
-            ..response(WireStatus::Ok)
-        }),
+        Ok(committed) => {
+            metrics.appended(&journal, bytes);
+            Ok(wire::AppendResponse {
+                commit: Some(wire::Fragment {
+                    sum: Some(sum),
+                    ..convert::fragment_to_wire(&journal, committed.begin, committed.end, None)
+                }),
+                registers: Some(convert::label_set_to_wire(&committed.registers)),
+                total_chunks: chunks,
+                ..response(WireStatus::Ok)
+            })
+        }
         Err(BrokerError::JournalNotFound(_)) => Ok(response(WireStatus::JournalNotFound)),
+        Err(BrokerError::NotAllowed { .. }) => Ok(response(WireStatus::NotAllowed)),
         Err(BrokerError::RegisterMismatch { registers, .. }) => Ok(wire::AppendResponse {
             registers: Some(convert::label_set_to_wire(&registers)),
             ..response(WireStatus::RegisterMismatch)

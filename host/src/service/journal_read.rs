@@ -13,7 +13,7 @@
 //!   the write head first ends with a response of status
 //!   `OFFSET_NOT_YET_AVAILABLE` (offset and write head set).
 //! - An unknown (or meanwhile deleted) journal is a response of status
-//!   `JOURNAL_NOT_FOUND`. Damaged content ends the stream with `DATA_LOSS`
+//!   `JOURNAL_NOT_FOUND`; a write-only one (flags `O_WRONLY`), `NOT_ALLOWED`. Damaged content ends the stream with `DATA_LOSS`
 //!   naming the journal and offset: damaged bytes are never sent.
 //! - `metadata_only` sends the metadata response alone.
 //!
@@ -27,6 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::convert::{self, status_of};
+use super::metrics::JournalMetrics;
 use crate::broker::spec::validate_journal_name;
 use crate::broker::{Broker, BrokerError, JournalClient, ReadChunk, ReadRequest, ReadStream};
 use crate::protocol::gazette::{self as wire, Status as WireStatus};
@@ -97,6 +98,7 @@ pub(super) async fn read(
     request: wire::ReadRequest,
     header: wire::Header,
     chunk_size: usize,
+    metrics: JournalMetrics,
 ) -> Result<Responses, Status> {
     validate(&request)?;
     let journal = request.journal.clone();
@@ -127,6 +129,13 @@ pub(super) async fn read(
     let stream = match stream {
         Ok(stream) => stream,
         Err(BrokerError::JournalNotFound(_)) => return Ok(not_found(header)),
+        Err(BrokerError::NotAllowed { .. }) => {
+            return Ok(only(wire::ReadResponse {
+                status: WireStatus::NotAllowed as i32,
+                header: Some(header),
+                ..Default::default()
+            }));
+        }
         Err(err) => return Err(status_of(&err)),
     };
     let mut first = metadata(
@@ -139,9 +148,11 @@ pub(super) async fn read(
     if request.metadata_only {
         return Ok(only(first));
     }
+    metrics.read_opened(&journal);
     let (out, responses) = mpsc::channel(READ_BUFFER);
     let serve = Serve {
         broker,
+        metrics,
         journal,
         end_offset: request.end_offset,
         chunk_size,
@@ -156,6 +167,7 @@ pub(super) async fn read(
 /// The task behind one Read stream.
 struct Serve {
     broker: Broker,
+    metrics: JournalMetrics,
     journal: String,
     end_offset: i64,
     chunk_size: usize,
@@ -255,6 +267,8 @@ impl Serve {
             }
             offset += piece.len() as i64;
         }
+        self.metrics
+            .read_served(&self.journal, chunk.content.len() as u64);
         self.offset = offset;
         Flow::Continue
     }

@@ -5,7 +5,8 @@
 //! - **counted as it happens**: appends, appended bytes, reads and read
 //!   bytes per journal (by the Journal service), and guest calls, crashes
 //!   and call latency per module digest (by the runtime, see
-//!   [`RuntimeMetrics`]);
+//!   [`RuntimeMetrics`]), and the duration of each transaction phase per
+//!   shard (by the shards, see [`TxnMetrics`]);
 //! - **sampled at scrape time** from the live state: each journal's write
 //!   head, each shard's committed transactions, read-through offsets and
 //!   status.
@@ -23,6 +24,7 @@ use prometheus_client::registry::Registry;
 
 use super::shards::ShardRegistry;
 use crate::broker::{Broker, JournalClient, LabelSelector};
+use crate::consumer::TxnMetrics;
 use crate::runtime::RuntimeMetrics;
 
 /// The label of a journal's series.
@@ -105,7 +107,6 @@ struct Sources {
 /// A server's metrics. See the module docs.
 pub struct Metrics {
     registry: Registry,
-    journals: JournalMetrics,
     write_head: Family<JournalLabels, Gauge>,
     shard_txns: Family<ShardLabels, Gauge>,
     shard_status: Family<ShardStatusLabels, Gauge>,
@@ -114,11 +115,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every series; `runtime` adds the guest-call series of a
-    /// consumer host.
-    pub fn new(runtime: Option<&RuntimeMetrics>) -> Metrics {
+    /// Registers every series: `journals` are the counters the Journal
+    /// service records into; `runtime` and `txns` add the guest-call and
+    /// transaction-phase series of a consumer host.
+    pub fn new(
+        journals: JournalMetrics,
+        runtime: Option<&RuntimeMetrics>,
+        txns: Option<&TxnMetrics>,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("weir");
-        let journals = JournalMetrics::default();
         registry.register(
             "journal_appends",
             "Committed appends (including write barriers)",
@@ -176,20 +181,22 @@ impl Metrics {
                 runtime.call_seconds.clone(),
             );
         }
+        if let Some(txns) = txns {
+            registry.register(
+                "shard_txn_phase_seconds",
+                "Duration of each phase of a shard's transactions \
+                 (Consume, Finalize, Flush, Commit, Ack)",
+                txns.phase_seconds.clone(),
+            );
+        }
         Metrics {
             registry,
-            journals,
             write_head,
             shard_txns,
             shard_status,
             shard_read_through,
             sources: Mutex::default(),
         }
-    }
-
-    /// The counters the Journal service records into.
-    pub fn journals(&self) -> JournalMetrics {
-        self.journals.clone()
     }
 
     /// Sets the live state to sample at scrape time.

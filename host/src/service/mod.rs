@@ -16,6 +16,7 @@ pub mod journal_client;
 mod journal_read;
 pub mod metrics;
 pub mod modules;
+pub mod process;
 pub mod server;
 pub mod shard_convert;
 pub mod shard_service;

@@ -27,7 +27,8 @@ use tonic::transport::server::TcpIncoming;
 
 use super::journal::JournalService;
 use super::journal_client::{GrpcJournalClient, RetryPolicy};
-use super::metrics::Metrics;
+use super::metrics::{JournalMetrics, Metrics};
+use super::process::ProcessIdentity;
 use super::modules::{ModuleStore, ModulesService};
 use super::shard_service::ShardService;
 use super::shards::ShardRegistry;
@@ -95,11 +96,27 @@ impl Server {
     /// Opens the data directory, starts the role's components and serves.
     pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         let mut routes = Routes::builder();
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let identity = ProcessIdentity::for_listen(addr);
+        let journal_metrics = JournalMetrics::default();
         let (broker, client): (Option<Broker>, Arc<dyn JournalClient>) = match &config.role {
             Role::All | Role::Broker => {
                 let broker =
                     Broker::open(config.data_dir.join("broker"), BrokerConfig::default()).await?;
-                routes.add_service(JournalService::new(broker.clone()).into_server());
+                let service = JournalService::new(broker.clone())
+                    .with_identity(identity.clone())
+                    .with_metrics(journal_metrics.clone());
+                routes.add_service(service.into_server());
                 (Some(broker.clone()), Arc::new(broker))
             }
             Role::Consumer { broker } => {
@@ -112,12 +129,17 @@ impl Server {
             Role::All | Role::Consumer { .. } => {
                 let (registry, modules, runtime) =
                     open_consumer(&config.data_dir.join("consumer"), client).await?;
-                routes.add_service(ShardService::new(registry.clone()).into_server());
+                let service = ShardService::new(registry.clone()).with_identity(identity.clone());
+                routes.add_service(service.into_server());
                 routes.add_service(ModulesService::new(modules).into_server());
                 (Some(registry), Some(runtime.metrics().clone()))
             }
         };
-        let metrics = Arc::new(Metrics::new(runtime_metrics.as_ref()));
+        let metrics = Arc::new(Metrics::new(
+            journal_metrics,
+            runtime_metrics.as_ref(),
+            shards.as_ref().map(ShardRegistry::txn_metrics),
+        ));
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(protocol::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -136,17 +158,6 @@ impl Server {
         );
         *routes.axum_router_mut() = router;
 
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
             .accept_http1(true)

@@ -19,8 +19,10 @@ use crate::protocol::consumer::{
     ApplyRequest, ApplyResponse, ListRequest, ListResponse, StatRequest, StatResponse,
     Status as ShardStatusCode, apply_request, list_response,
 };
+use crate::protocol::consumer::replica_status::Code as ReplicaCode;
 
-use super::convert::{header, selector_from_wire, status_of, unrouted};
+use super::convert::{selector_from_wire, status_of};
+use super::process::ProcessIdentity;
 use super::shard_convert::{replica_status, spec_from_wire, spec_to_wire};
 use super::shards::{ShardChange, ShardRegistry, ShardRegistryError, StatError};
 use crate::broker::revision::ExpectRevision;
@@ -30,6 +32,7 @@ use crate::broker::revision::ExpectRevision;
 pub struct ShardService {
     registry: ShardRegistry,
     stat_timeout: Duration,
+    identity: ProcessIdentity,
 }
 
 impl ShardService {
@@ -38,7 +41,14 @@ impl ShardService {
         ShardService {
             registry,
             stat_timeout: Duration::from_millis(limits::DEFAULT_SHARD_STAT_TIMEOUT_MS),
+            identity: ProcessIdentity::unbound(),
         }
+    }
+
+    /// This service answering as `identity` (its headers and routes).
+    pub fn with_identity(mut self, identity: ProcessIdentity) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// This service with Stat waiting at most `timeout` for offsets.
@@ -72,7 +82,7 @@ impl Shard for ShardService {
             Ok(read_through) => {
                 return Ok(Response::new(StatResponse {
                     status: ShardStatusCode::Ok as i32,
-                    header: Some(header(self.registry.revision())),
+                    header: Some(self.identity.header(self.registry.revision())),
                     read_through: read_through.into_iter().collect(),
                     ..Default::default()
                 }));
@@ -86,7 +96,7 @@ impl Shard for ShardService {
         };
         Ok(Response::new(StatResponse {
             status: status as i32,
-            header: Some(header(self.registry.revision())),
+            header: Some(self.identity.header(self.registry.revision())),
             ..Default::default()
         }))
     }
@@ -97,16 +107,23 @@ impl Shard for ShardService {
         let listing = self.registry.list(&selector);
         Ok(Response::new(ListResponse {
             status: ShardStatusCode::Ok as i32,
-            header: Some(header(listing.revision)),
+            header: Some(self.identity.header(listing.revision)),
             shards: listing
                 .shards
                 .into_iter()
-                .map(|shard| list_response::Shard {
-                    spec: Some(spec_to_wire(&shard.spec)),
-                    mod_revision: shard.revisions.modify,
-                    route: Some(unrouted()),
-                    status: vec![replica_status(&shard.state)],
-                    create_revision: shard.revisions.create,
+                .map(|shard| {
+                    // One route member, this process, with its one status
+                    // (Gazette checks they pair up); primary only while
+                    // the shard serves.
+                    let status = replica_status(&shard.state);
+                    let primary = status.code == ReplicaCode::Primary as i32;
+                    list_response::Shard {
+                        spec: Some(spec_to_wire(&shard.spec)),
+                        mod_revision: shard.revisions.modify,
+                        route: Some(self.identity.route(primary)),
+                        status: vec![status],
+                        create_revision: shard.revisions.create,
+                    }
                 })
                 .collect(),
             ..Default::default()
@@ -131,7 +148,7 @@ impl Shard for ShardService {
             Ok(revision) => {
                 return Ok(Response::new(ApplyResponse {
                     status: ShardStatusCode::Ok as i32,
-                    header: Some(header(revision)),
+                    header: Some(self.identity.header(revision)),
                     ..Default::default()
                 }));
             }
@@ -142,7 +159,7 @@ impl Shard for ShardService {
         };
         Ok(Response::new(ApplyResponse {
             status: status as i32,
-            header: Some(header(self.registry.revision())),
+            header: Some(self.identity.header(self.registry.revision())),
             ..Default::default()
         }))
     }
@@ -304,7 +321,10 @@ mod test {
         for (shard, spec) in shards.iter().zip([first, second]) {
             assert_eq!(shard.spec.as_ref(), Some(&wire(spec)));
             assert_eq!((shard.mod_revision, shard.create_revision), (2, 2));
-            assert_eq!(shard.route.as_ref().unwrap().primary, -1);
+            // Gazette's client pairs route members with statuses.
+            let route = shard.route.as_ref().unwrap();
+            assert_eq!((route.members.len(), shard.status.len()), (1, 1));
+            assert_eq!(route.primary, 0);
             assert!(shard.status[0].errors.is_empty());
         }
 

@@ -37,7 +37,7 @@ use crate::broker::revision::{ExpectRevision, Revisions};
 use crate::broker::spec::{LabelSelector, LabelSet, META_NAME};
 use crate::consumer::{
     AppError, AppFactory, ShardConfig, ShardHandle, ShardProgress, ShardSpec, ShardStatus,
-    SpecError, spawn_shard,
+    SpecError, TxnMetrics, spawn_shard,
 };
 use crate::message::AtomicClock;
 use crate::runtime::{ConsumerModule, GuestLimits, ModuleDigest};
@@ -239,6 +239,7 @@ struct Inner {
     client: Arc<dyn JournalClient>,
     modules: ModuleStore,
     clock: Arc<AtomicClock>,
+    txn_metrics: TxnMetrics,
     /// Serializes applies and shutdown; held across their awaits.
     serial: tokio::sync::Mutex<()>,
     state: Mutex<State>,
@@ -286,6 +287,7 @@ impl ShardRegistry {
                 client,
                 modules,
                 clock: Arc::new(AtomicClock::now()),
+                txn_metrics: TxnMetrics::default(),
                 serial: tokio::sync::Mutex::new(()),
                 state: Mutex::new(State {
                     revision: persisted.revision,
@@ -460,6 +462,11 @@ impl ShardRegistry {
     /// The registry revision.
     pub fn revision(&self) -> i64 {
         self.state().revision
+    }
+
+    /// Transaction-phase durations of every shard this registry runs.
+    pub fn txn_metrics(&self) -> &TxnMetrics {
+        &self.inner.txn_metrics
     }
 
     /// Waits until `shard` is serving and its last committed transaction
@@ -652,6 +659,7 @@ impl ShardRegistry {
         tracing::info!(shard = %spec.id, module = %module.digest().short(), "starting shard");
         let mut config = ShardConfig::new(self.inner.dir.join(STORES_DIR));
         config.module_digest = module.digest().to_string();
+        config.txn_metrics = Some(self.inner.txn_metrics.clone());
         let id = spec.id.clone();
         let app: AppFactory = Arc::new(move || {
             let app = module

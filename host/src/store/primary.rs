@@ -284,6 +284,7 @@ impl ShardStore {
             // Refused before anything was written: nothing committed.
             source @ (BrokerError::InvalidArgument(_)
             | BrokerError::JournalNotFound(_)
+            | BrokerError::NotAllowed { .. }
             | BrokerError::LimitExceeded(_)
             | BrokerError::OffsetNotYetAvailable { .. }) => (
                 StoreError::Broker {
