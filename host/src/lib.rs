@@ -20,12 +20,14 @@
 //! limit in one place.
 
 pub mod broker;
+pub mod chaos;
 pub mod cli;
 pub mod consumer;
 pub mod limits;
 pub mod message;
 pub mod protocol;
 pub mod runtime;
+pub mod sandbox;
 pub mod service;
 pub mod store;
 pub mod stream_sum;

@@ -171,3 +171,124 @@ pub const DEFAULT_GRPC_KEEPALIVE_INTERVAL_MS: u64 = 30_000;
 /// Time a keep-alive ping may go unanswered before the connection is
 /// dropped, in milliseconds.
 pub const DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS: u64 = 20_000;
+
+// --- chaos harness ---
+
+/// Length of the fault-injection phase of `weir chaos` by default (the
+/// short run, sized for CI), in seconds.
+pub const CHAOS_DEFAULT_DURATION_SECS: u64 = 180;
+/// Shortest gap between two faults by default, in seconds.
+pub const CHAOS_DEFAULT_FAULT_GAP_MIN_SECS: u64 = 10;
+/// Longest gap between two faults by default, in seconds: with the default
+/// duration this leaves room for at least 8 faults, so the mandatory kills
+/// always fit.
+pub const CHAOS_DEFAULT_FAULT_GAP_MAX_SECS: u64 = 20;
+/// Quiet time at the start of the fault phase, before the first gap, in
+/// seconds.
+pub const CHAOS_FAULT_WARMUP_SECS: u64 = 5;
+/// SIGKILLs of the consumer host every schedule holds at least.
+pub const CHAOS_MIN_CONSUMER_KILLS: u32 = 5;
+/// SIGKILLs of the broker every schedule holds at least.
+pub const CHAOS_MIN_BROKER_KILLS: u32 = 2;
+/// Longest wait between a kill (or a graceful stop) and the restart, in
+/// milliseconds; each wait is drawn from 0 to this.
+pub const CHAOS_MAX_RESTART_DELAY_MS: u64 = 3_000;
+/// Shortest SIGSTOP pause, in milliseconds.
+pub const CHAOS_PAUSE_MIN_MS: u64 = 2_000;
+/// Longest SIGSTOP pause, in milliseconds.
+pub const CHAOS_PAUSE_MAX_MS: u64 = 5_000;
+/// Chunk partitions (and summer shards) by default.
+pub const CHAOS_DEFAULT_PARTITIONS: u32 = 4;
+/// Chunker workers by default.
+pub const CHAOS_DEFAULT_WORKERS: u32 = 4;
+/// Data chunks per stream (Gazette's crash test runs its chunkers with 3,
+/// so that many streams complete between faults).
+pub const CHAOS_CHUNKS_PER_STREAM: u32 = 3;
+/// Longest a started server may take to serve, or a started chunker to
+/// finish its setup, in milliseconds.
+pub const CHAOS_START_TIMEOUT_MS: u64 = 60_000;
+/// Starts of a server on its old port before giving up (another socket may
+/// hold the port for a moment), in attempts.
+pub const CHAOS_RESTART_ATTEMPTS: u32 = 5;
+/// Longest every shard may take to be PRIMARY again after a fault, in
+/// milliseconds; longer fails the run.
+pub const CHAOS_RECOVERY_TIMEOUT_MS: u64 = 60_000;
+/// Longest not every shard may be PRIMARY between faults before the run
+/// fails, in milliseconds.
+pub const CHAOS_UNHEALTHY_GRACE_MS: u64 = 10_000;
+/// Longest a SIGTERMed server may take to exit, in milliseconds; longer
+/// fails the run (and the server is SIGKILLed).
+pub const CHAOS_GRACEFUL_STOP_TIMEOUT_MS: u64 = 30_000;
+/// Longest the chunker may take to exit after SIGINT, in milliseconds.
+pub const CHAOS_CHUNKER_STOP_TIMEOUT_MS: u64 = 30_000;
+/// Longest the end-of-run drain (every shard reading through the chunk
+/// journals' heads) may take, in milliseconds.
+pub const CHAOS_DRAIN_TIMEOUT_MS: u64 = 120_000;
+/// Longest a resumed, superseded consumer host may keep a PRIMARY shard
+/// before the run fails for trusting it, in milliseconds.
+pub const CHAOS_FENCE_TIMEOUT_MS: u64 = 30_000;
+/// Worst latency from a stream's final chunk to its verified sum a run may
+/// show, in milliseconds (issue 6's figure; the chunker's own hard limit is
+/// 40 s).
+pub const CHAOS_MAX_LATENCY_MS: u64 = 25_000;
+/// Age of a process incarnation at which its starting memory is sampled,
+/// in seconds (caches and pools have filled by then).
+pub const CHAOS_RSS_WARMUP_SECS: u64 = 20;
+/// Largest ratio of a process's memory at the end to its warm start.
+pub const CHAOS_MAX_RSS_GROWTH: f64 = 2.0;
+/// Period of the harness's polls (shard status, process exits), in
+/// milliseconds.
+pub const CHAOS_POLL_MS: u64 = 100;
+/// Longest one probe call (List, Push, Apply, a write barrier) may take,
+/// in milliseconds.
+pub const CHAOS_PROBE_TIMEOUT_MS: u64 = 5_000;
+/// How long the auditor's journal client retries an unreachable broker,
+/// in milliseconds.
+pub const CHAOS_AUDIT_RETRY_MS: u64 = 30_000;
+
+// --- auditor ---
+
+/// Examples the stream-sum auditor keeps per anomaly kind (its counts cover
+/// every anomaly).
+pub const DEFAULT_AUDIT_EXAMPLES: usize = 20;
+/// Longest journal line the stream-sum auditor parses, in bytes: the largest
+/// document a publisher accepts plus room for its UUID field. Longer lines
+/// are reported malformed rather than buffered.
+pub const DEFAULT_AUDIT_MAX_LINE_BYTES: usize = DEFAULT_MAX_MESSAGE_BYTES + 1024;
+
+// --- sandbox (weir test) ---
+
+/// Input journal of a `weir test` run when `--journal` is not given.
+pub const SANDBOX_DEFAULT_INPUT_JOURNAL: &str = "test/input";
+/// Longest a `weir test` run may take, crash-free and crashed runs each, in
+/// seconds; a guest that stalls the shard fails the run instead of hanging it.
+pub const SANDBOX_RUN_TIMEOUT_SECS: u64 = 120;
+/// Longest a `weir test` transaction keeps reading, in milliseconds (the
+/// input is all there, so transactions usually end sooner, when it runs out).
+pub const SANDBOX_MAX_TXN_MS: u64 = 1_000;
+/// Back-off before a sandboxed shard's next term after a (usually injected)
+/// crash, in milliseconds: short, since the crashes are planned.
+pub const SANDBOX_RETRY_BACKOFF_MS: u64 = 1;
+/// How often a read-committed reader of the sandbox re-checks how far it has
+/// read while no message arrives, in milliseconds (a tail that never commits
+/// delivers nothing, but is read past).
+pub const SANDBOX_READ_POLL_MS: u64 = 20;
+/// Store entries read per page when `weir test` dumps the final store, in
+/// entries (at most [`DEFAULT_STORE_MAX_SCAN_ENTRIES`]).
+pub const SANDBOX_STORE_SCAN_PAGE: usize = 10_000;
+
+// --- per-shard limits (labels `weir.dev/limit.*`, see `service::shard_limits`) ---
+
+/// Longest call deadline a shard label may set, in milliseconds.
+pub const SHARD_LIMIT_MAX_CALL_DEADLINE_MS: u64 = 600_000;
+/// Largest fuel budget per call a shard label may set, in fuel units
+/// (roughly wasm instructions: minutes of work).
+pub const SHARD_LIMIT_MAX_FUEL_PER_CALL: u64 = 1 << 50;
+/// Smallest linear memory a shard label may set, in bytes (one wasm page;
+/// a guest that needs more is refused by the apply's instantiation probe).
+pub const SHARD_LIMIT_MIN_MEMORY_BYTES: u64 = 64 << 10;
+/// Largest linear memory a shard label may set, in bytes (all of wasm32's
+/// address space).
+pub const SHARD_LIMIT_MAX_MEMORY_BYTES: u64 = 4 << 30;
+/// Largest guest log output per call a shard label may set, in bytes.
+pub const SHARD_LIMIT_MAX_LOG_BYTES_PER_CALL: u64 = 16 << 20;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use integration_tests::{create_journal, open_broker};
 use weir::broker::Broker;
 use weir::broker::protocol::JournalClient;
+use weir::broker::{ExpectRevision, LabelSelector};
 use weir::consumer::{
     AppError, AppFactory, Application, ShardConfig, ShardHandle, ShardSpec, ShardStatus, Source,
     TxnContext, TxnStore, spawn_shard,
@@ -26,6 +27,13 @@ use weir::message::{AtomicClock, Envelope, Publisher};
 use weir::runtime::guests::SUMMER_WASM;
 use weir::runtime::guests::test_guests::HOSTILE_WASM;
 use weir::runtime::{GuestApplication, GuestLimits, Runtime, RuntimeConfig};
+use weir::service::modules::ModuleStore;
+use weir::service::shard_limits::{
+    CALL_DEADLINE_LABEL, FUEL_LABEL, MEMORY_LABEL, VALUE_BYTES_LABEL,
+};
+use weir::service::shards::{
+    MODULE_LABEL, ReplicaState, ShardChange, ShardRegistry, ShardRegistryError,
+};
 use weir::store::{ShardStore, StoreConfig};
 use weir::stream_sum::sum::{StreamId, Sum};
 use weir::stream_sum::{SUMS_JOURNAL, StreamGenerator};
@@ -158,9 +166,23 @@ impl Fixture {
     }
 }
 
+/// The hostile shard's limits in [`contain`].
+fn test_limits() -> GuestLimits {
+    GuestLimits {
+        call_deadline: DEADLINE,
+        memory_bytes: MEMORY_CAP,
+        ..GuestLimits::default()
+    }
+}
+
 /// Runs the scenario where the hostile shard's third message is `bad`, and
 /// returns the hostile shard's final error.
 async fn contain(bad: &str) -> String {
+    contain_under(bad, test_limits()).await
+}
+
+/// [`contain`] with the hostile shard's guest under `limits`.
+async fn contain_under(bad: &str, limits: GuestLimits) -> String {
     let f = fixture().await;
 
     // The hostile shard's input: a store write and a publish, then `bad`.
@@ -185,11 +207,6 @@ async fn contain(bad: &str) -> String {
         .await;
 
     let hostile = f.runtime.consumer_module(HOSTILE_WASM).unwrap();
-    let limits = GuestLimits {
-        call_deadline: DEADLINE,
-        memory_bytes: MEMORY_CAP,
-        ..GuestLimits::default()
-    };
     let (hostile_app, hostile_terms) = factory(move || {
         let guest = hostile
             .application("hostile-000", limits.clone())
@@ -241,7 +258,6 @@ async fn contain(bad: &str) -> String {
         error.contains(&format!("(message at {HOSTILE_INPUT}:{bad_offset})")),
         "{error}"
     );
-    assert!(error.contains("application crashed"), "{error}");
     let terms = hostile_terms.lock().unwrap().clone();
     assert_eq!(
         terms.len(),
@@ -327,6 +343,7 @@ async fn wait_failed(shard: &ShardHandle) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_guest_fails_its_shard_and_not_its_neighbour() {
     let error = contain("trap").await;
+    assert!(error.contains("application crashed"), "{error}");
     assert!(error.contains("hostile guest: trap requested"), "{error}");
 }
 
@@ -343,4 +360,313 @@ async fn a_memory_hungry_guest_is_capped_and_fails_its_shard_and_not_its_neighbo
         error.contains(&format!("memory limit of {MEMORY_CAP} bytes exceeded")),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_overflows_the_stack_and_fails_its_shard_and_not_its_neighbour() {
+    let error = contain("recurse").await;
+    println!("recursion: {error}");
+    assert!(error.contains("application crashed"), "{error}");
+    // Either wasmtime's native stack guard or the guest's shadow stack
+    // running off the bottom of linear memory stops it: both are traps.
+    assert!(
+        error.contains("call stack exhausted") || error.contains("out of bounds memory access"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_division_by_zero_traps_and_fails_its_shard_and_not_its_neighbour() {
+    let error = contain("divide").await;
+    assert!(error.contains("application crashed"), "{error}");
+    assert!(error.contains("attempt to divide by zero"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_out_of_bounds_traps_and_fails_its_shard_and_not_its_neighbour() {
+    let error = contain("index").await;
+    assert!(error.contains("application crashed"), "{error}");
+    assert!(error.contains("index out of bounds"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_past_the_message_cap_fails_its_shard_and_not_its_neighbour() {
+    let limits = GuestLimits {
+        max_txn_messages: 50,
+        ..test_limits()
+    };
+    let error = contain_under(&format!("publish-many:{HOSTILE_OUTPUT}=51"), limits).await;
+    assert!(
+        error.contains("the transaction already published 50 messages"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_past_the_byte_cap_fails_its_shard_and_not_its_neighbour() {
+    let limits = GuestLimits {
+        max_txn_bytes: 4096,
+        ..test_limits()
+    };
+    let error = contain_under(&format!("publish-many:{HOSTILE_OUTPUT}=1000"), limits).await;
+    assert!(
+        error.contains("published documents would exceed 4096 bytes"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_past_the_size_cap_fails_its_shard_and_not_its_neighbour() {
+    let cap = weir::limits::DEFAULT_MAX_MESSAGE_BYTES;
+    let error = contain(&format!("publish-big:{HOSTILE_OUTPUT}={}", cap + 1)).await;
+    assert!(
+        error.contains(&format!(
+            "a document of {} bytes exceeds {cap} bytes",
+            cap + 1
+        )),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_value_past_the_size_cap_fails_its_shard_and_not_its_neighbour() {
+    let cap = weir::limits::DEFAULT_STORE_MAX_VALUE_BYTES;
+    let error = contain(&format!("put-big:big={}", cap + 1)).await;
+    assert!(
+        error.contains(&format!(
+            "store value of {} bytes exceeds {cap} bytes",
+            cap + 1
+        )),
+        "{error}"
+    );
+}
+
+/// A store and publisher that accept everything, for calling a guest
+/// outside a shard.
+#[derive(Default)]
+struct Sink {
+    store: weir::consumer::MemoryStore,
+    published: usize,
+}
+
+impl weir::consumer::TxnPublisher for Sink {
+    fn publish(&mut self, _journal: &str, _doc: &[u8]) -> Result<(), weir::consumer::PublishError> {
+        self.published += 1;
+        Ok(())
+    }
+}
+
+/// Calls `guest` once with document `doc`; returns the outcome and its time.
+fn call(guest: &mut GuestApplication, doc: &str) -> (Result<(), AppError>, Duration) {
+    let mut sink = Sink::default();
+    let mut store = std::mem::take(&mut sink.store);
+    let mut txn = TxnContext {
+        shard: "hostile-000",
+        store: &mut store,
+        publisher: &mut sink,
+    };
+    let envelope = Envelope::new(
+        Arc::from("test/journal"),
+        0,
+        doc.len() as i64 + 1,
+        weir::message::build_uuid(
+            weir::message::ProducerId([1, 2, 3, 4, 5, 6]),
+            weir::message::Clock(1 << 4),
+            weir::message::Flags::OutsideTxn,
+        ),
+        bytes::Bytes::copy_from_slice(doc.as_bytes()),
+    );
+    let started = Instant::now();
+    let outcome = guest.consume_message(&mut txn, &envelope);
+    (outcome, started.elapsed())
+}
+
+#[test]
+fn a_runaway_loop_is_interrupted_within_its_deadline_plus_one_tick() {
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let tick = runtime.config().epoch_tick;
+    let module = runtime.consumer_module(HOSTILE_WASM).unwrap();
+    for deadline in [Duration::from_millis(50), Duration::from_millis(200)] {
+        let limits = GuestLimits {
+            call_deadline: deadline,
+            ..GuestLimits::default()
+        };
+        let mut guest = module.application("hostile-000", limits).unwrap();
+        let (outcome, elapsed) = call(&mut guest, "loop");
+        println!("deadline {deadline:?}: interrupted after {elapsed:?} (tick {tick:?})");
+        match outcome {
+            Err(AppError::Crashed(reason)) => assert!(
+                reason.contains(&format!("deadline of {deadline:?} exceeded")),
+                "{reason}"
+            ),
+            other => panic!("expected a deadline crash, got {other:?}"),
+        }
+        assert!(elapsed >= deadline, "interrupted early: {elapsed:?}");
+        // One tick of rounding, plus slack for a loaded 2-core machine.
+        assert!(
+            elapsed <= deadline + tick + Duration::from_millis(500),
+            "interrupted late: {elapsed:?}"
+        );
+    }
+}
+
+/// A `/proc/self/status` field, in bytes.
+fn proc_status_bytes(field: &str) -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kib: usize = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_memory_bomb_is_refused_at_the_cap_and_host_memory_stays_bounded() {
+    let cap = 64 << 20;
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let module = runtime.consumer_module(HOSTILE_WASM).unwrap();
+    let limits = GuestLimits {
+        memory_bytes: cap,
+        ..GuestLimits::default()
+    };
+    let mut guest = module.application("hostile-000", limits).unwrap();
+    let before = proc_status_bytes("VmRSS:");
+    let peak_before = proc_status_bytes("VmHWM:");
+    let (outcome, _) = call(&mut guest, "alloc");
+    let after = proc_status_bytes("VmRSS:");
+    let peak_after = proc_status_bytes("VmHWM:");
+    println!(
+        "memory bomb under a {cap}-byte cap: RSS {before} -> {after} bytes, peak {peak_before} -> {peak_after}"
+    );
+    match outcome {
+        Err(AppError::Crashed(reason)) => assert!(
+            reason.contains(&format!("memory limit of {cap} bytes exceeded")),
+            "{reason}"
+        ),
+        other => panic!("expected a memory crash, got {other:?}"),
+    }
+    assert!(
+        after.saturating_sub(before) < 2 * cap,
+        "RSS grew by {} bytes",
+        after - before
+    );
+    assert!(
+        peak_after.saturating_sub(peak_before) < 2 * cap,
+        "peak RSS grew by {} bytes",
+        peak_after - peak_before
+    );
+    let (outcome, _) = call(&mut guest, "ok");
+    outcome.expect("a fresh instance works after the crash");
+}
+
+/// A registry over the fixture's broker whose module store holds the
+/// hostile guest; returns it with the hostile shard's spec pinned to it.
+async fn registry(f: &Fixture) -> (ShardRegistry, ShardSpec) {
+    let modules = ModuleStore::open(&f.dir.path().join("modules"), f.runtime.clone()).unwrap();
+    let (digest, _) = modules.push(HOSTILE_WASM).unwrap();
+    let registry = ShardRegistry::open(&f.dir.path().join("registry"), f.client.clone(), modules)
+        .await
+        .unwrap();
+    let mut spec = spec("hostile-000", HOSTILE_INPUT);
+    spec.min_txn_duration = Duration::ZERO;
+    spec.labels.set(MODULE_LABEL, digest.to_string());
+    (registry, spec)
+}
+
+async fn upsert(registry: &ShardRegistry, spec: &ShardSpec) -> Result<i64, ShardRegistryError> {
+    registry
+        .apply(vec![ShardChange::Upsert {
+            spec: spec.clone(),
+            expect: ExpectRevision::Any,
+        }])
+        .await
+}
+
+/// The registry's hostile shard's status, once it has ended FAILED.
+async fn registry_failure(registry: &ShardRegistry) -> String {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listing = registry.list(&LabelSelector::default());
+        if let Some(ReplicaState::Serving(ShardStatus::Failed { error })) =
+            listing.shards.first().map(|shard| shard.state.clone())
+        {
+            return error;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "not FAILED within 60 s: {:?}",
+            listing.shards
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_limit_label_is_refused_at_apply_and_changes_nothing() {
+    let f = fixture().await;
+    let (registry, mut spec) = registry(&f).await;
+    spec.disable = true;
+    let revision = upsert(&registry, &spec).await.unwrap();
+    for (label, value, expected) in [
+        (CALL_DEADLINE_LABEL, "fast", "1..=600000 milliseconds"),
+        (CALL_DEADLINE_LABEL, "0", "1..=600000 milliseconds"),
+        (MEMORY_LABEL, "8589934592", "65536..=4294967296 bytes"),
+        (VALUE_BYTES_LABEL, "1048577", "1..=1048576 bytes"),
+        ("weir.dev/limit.deadline", "10", "not a known limit"),
+    ] {
+        let mut bad = spec.clone();
+        bad.labels.set(label, value);
+        let err = upsert(&registry, &bad).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, ShardRegistryError::InvalidSpec(_)),
+            "{label}={value}: {text}"
+        );
+        assert!(text.contains(label) && text.contains(expected), "{text}");
+        assert_eq!(registry.revision(), revision, "nothing changed");
+        let listed = registry.list(&LabelSelector::default());
+        assert_eq!(listed.shards[0].spec, spec, "the stored spec is untouched");
+    }
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fuel_label_is_refused_by_a_host_without_fuel_metering() {
+    let f = fixture().await;
+    let (registry, mut spec) = registry(&f).await;
+    spec.labels.set(FUEL_LABEL, "1000000");
+    let err = upsert(&registry, &spec).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ShardRegistryError::InvalidSpec(_)), "{text}");
+    assert!(
+        text.contains(FUEL_LABEL) && text.contains("fuel metering"),
+        "{text}"
+    );
+    assert!(registry.list(&LabelSelector::default()).shards.is_empty());
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_label_applies_to_its_shard_and_a_change_applies_without_a_restart() {
+    let f = fixture().await;
+    let command = |what: &str| serde_json::json!({ "do": what }).to_string().into_bytes();
+    f.publish(HOSTILE_INPUT, [command("loop")]).await;
+    let (registry, mut spec) = registry(&f).await;
+
+    spec.labels.set(CALL_DEADLINE_LABEL, "50");
+    upsert(&registry, &spec).await.unwrap();
+    let error = registry_failure(&registry).await;
+    assert!(error.contains("deadline of 50ms exceeded"), "{error}");
+
+    // The same registry, a new spec: the next term runs under it.
+    spec.labels.set(CALL_DEADLINE_LABEL, "120");
+    upsert(&registry, &spec).await.unwrap();
+    let error = registry_failure(&registry).await;
+    assert!(error.contains("deadline of 120ms exceeded"), "{error}");
+    registry.shutdown().await;
 }

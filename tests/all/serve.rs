@@ -126,8 +126,16 @@ fn stream_sum_runs_against_a_server_in_another_process() {
             .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
     };
     let chunks = "examples/stream-sum/chunks/part-000";
-    assert!(value(&format!("weir_journal_appends_total{{journal=\"{chunks}\"}}")) > 0.0);
-    assert!(value(&format!("weir_journal_append_bytes_total{{journal=\"{chunks}\"}}")) > 0.0);
+    assert!(
+        value(&format!(
+            "weir_journal_appends_total{{journal=\"{chunks}\"}}"
+        )) > 0.0
+    );
+    assert!(
+        value(&format!(
+            "weir_journal_append_bytes_total{{journal=\"{chunks}\"}}"
+        )) > 0.0
+    );
     for phase in ["Consume", "Finalize", "Flush", "Commit", "Ack"] {
         let series = format!(
             "weir_shard_txn_phase_seconds_count{{shard=\"chunks-part-000\",phase=\"{phase}\"}}"

@@ -5,13 +5,13 @@ use clap::{Args, Subcommand};
 
 use super::{
     bench_journals::BenchJournals, bench_runtime::BenchRuntime, bench_sequencer::BenchSequencer,
-    bench_store::BenchStore, bench_summer::BenchSummer,
+    bench_store::BenchStore, bench_summer::BenchSummer, bench_swap::BenchSwap,
 };
 
 /// Measure the host's hot paths.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  weir bench journals\n  weir bench sequencer\n  weir bench store\n  weir bench summer\n  weir bench runtime"
+    after_help = "Examples:\n  weir bench journals\n  weir bench sequencer\n  weir bench store\n  weir bench summer\n  weir bench runtime\n  weir bench swap"
 )]
 pub struct BenchCommand {
     #[command(subcommand)]
@@ -30,6 +30,8 @@ enum Which {
     Summer(BenchSummer),
     /// Guest call costs (per message and batched), instantiation, loading.
     Runtime(BenchRuntime),
+    /// Hot-swap pause: the gap in committed transactions around a swap.
+    Swap(BenchSwap),
 }
 
 impl BenchCommand {
@@ -41,6 +43,7 @@ impl BenchCommand {
             Which::Store(cmd) => cmd.execute().await,
             Which::Summer(cmd) => cmd.execute().await,
             Which::Runtime(cmd) => cmd.execute().await,
+            Which::Swap(cmd) => cmd.execute().await,
         }
     }
 }

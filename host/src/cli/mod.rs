@@ -5,12 +5,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
 pub mod bench;
 pub mod bench_journals;
 pub mod bench_runtime;
 pub mod bench_sequencer;
 pub mod bench_store;
 pub mod bench_summer;
+pub mod bench_swap;
+pub mod chaos;
 pub mod chunker;
 pub mod journals;
 pub mod modules;
@@ -20,6 +23,7 @@ pub mod specs_yaml;
 pub mod stream_sum;
 pub mod stream_sum_remote;
 pub mod target;
+pub mod test;
 
 /// weir: a stream-processing host with consumer logic in WebAssembly.
 #[derive(Debug, Parser)]
@@ -45,6 +49,12 @@ enum Command {
     Chunker(chunker::ChunkerCommand),
     /// Measure the host's hot paths.
     Bench(bench::BenchCommand),
+    /// Run a consumer guest on input messages in a throwaway host and show what it commits.
+    Test(test::TestCommand),
+    /// Run stream-sum under seeded process faults and audit the result.
+    Chaos(chaos::ChaosCommand),
+    /// Audit a stream-sum run: every sum committed once and correct.
+    Audit(audit::AuditCommand),
 }
 
 impl Cli {
@@ -70,6 +80,9 @@ impl Cli {
                 Command::Modules(cmd) => cmd.execute().await,
                 Command::Chunker(cmd) => cmd.execute().await,
                 Command::Bench(cmd) => cmd.execute().await,
+                Command::Test(cmd) => cmd.execute().await,
+                Command::Chaos(cmd) => cmd.execute().await,
+                Command::Audit(cmd) => cmd.execute().await,
             }
         });
         match result {

@@ -13,10 +13,10 @@ use tonic::transport::Channel;
 use super::chunker::{self, read_component};
 use super::stream_sum::{StreamSumCommand, setup_journals};
 use crate::broker::JournalClient;
+use crate::limits;
 use crate::protocol::consumer as wire;
 use crate::protocol::weir::PushModuleRequest;
 use crate::protocol::weir::modules_client::ModulesClient;
-use crate::limits;
 use crate::runtime::{JobLimits, Runtime, RuntimeConfig, guests};
 use crate::service::convert::error_of_status;
 use crate::service::endpoint::endpoint_url;
@@ -41,7 +41,8 @@ pub async fn run(command: StreamSumCommand, broker: &str) -> Result<()> {
     let channel = Channel::from_shared(url)
         .with_context(|| format!("the address {consumer:?}"))?
         .connect_lazy();
-    let modules = ModulesClient::new(channel.clone()).max_encoding_message_size(summer.len() + 1024);
+    let modules =
+        ModulesClient::new(channel.clone()).max_encoding_message_size(summer.len() + 1024);
     let pushed = retry_setup("pushing the summer module", || {
         let mut modules = modules.clone();
         let component = summer.clone();

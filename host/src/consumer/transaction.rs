@@ -6,7 +6,8 @@
 //!
 //! 1. **consumes**: waits for its first committed message, then keeps
 //!    reading while messages are ready, for at least `min_txn_duration`
-//!    (from the first message) and at most `max_txn_duration`; while a read
+//!    (from the first message) and at most `max_txn_duration` (or until a
+//!    stop is requested); while a read
 //!    source has a pending (unacknowledged) span it waits for the ACK, unless
 //!    `disable_wait_for_ack`. ACK envelopes advance the sequencer but are
 //!    never handed to the application;
@@ -272,7 +273,11 @@ pub(crate) async fn run_primary(
             }
 
             let now = Instant::now();
-            if reading && now >= max_until {
+            // A stop (a swap, a spec change, shutdown) ends reading as the
+            // max duration would: the transaction commits what it has, so
+            // a hand-over waits for one commit, not for a busy input to
+            // pause.
+            if reading && (now >= max_until || *stop.borrow()) {
                 reading = false;
             }
             let blocks = prev.is_some()
@@ -307,6 +312,7 @@ pub(crate) async fn run_primary(
                 }
                 _ = tokio::time::sleep_until(wake), if reading || now < min_until => {}
                 result = wait_prev(&mut prev), if prev.is_some() => land(result, &mut store)?,
+                _ = stop.changed(), if reading => {}
             }
         }
 

@@ -182,7 +182,9 @@ async fn watch(
     let mut sent = None;
     let mut listing = first;
     loop {
-        let resumed = spec.resume_after.is_none_or(|after| listing.revision > after);
+        let resumed = spec
+            .resume_after
+            .is_none_or(|after| listing.revision > after);
         let now = fingerprint(&listing);
         if resumed && sent.as_ref() != Some(&now) {
             for message in snapshot(&listing, true, &spec.identity) {
@@ -1115,7 +1117,10 @@ pub(crate) mod test {
         };
         let mut fresh = served.client.list(request(None)).await.expect("watch");
         let held = fresh.get_mut().message().await.expect("ok").expect("first");
-        let header = held.header.clone().expect("the first response has the header");
+        let header = held
+            .header
+            .clone()
+            .expect("the first response has the header");
 
         let mut resumed = served
             .client

@@ -5,6 +5,7 @@
 //! | [`journal`], [`convert`] | Gazette's `protocol.Journal` over the embedded broker |
 //! | [`journal_client`] | a retrying gRPC [`JournalClient`](crate::broker::JournalClient) |
 //! | [`shards`], [`shard_service`], [`shard_convert`] | the shard registry and Gazette's `consumer.Shard` |
+//! | [`shard_limits`] | per-shard guest limits from `weir.dev/limit.*` labels, validated at apply |
 //! | [`modules`] | consumer components by digest and weir's `weir.Modules` |
 //! | [`server`], [`metrics`] | `weir serve`: roles, reflection, `/metrics`, graceful shutdown |
 
@@ -19,5 +20,6 @@ pub mod modules;
 pub mod process;
 pub mod server;
 pub mod shard_convert;
+pub mod shard_limits;
 pub mod shard_service;
 pub mod shards;

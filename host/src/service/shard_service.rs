@@ -14,12 +14,12 @@ use tonic::{Request, Response, Status};
 
 use crate::consumer::spec::validate_shard_id;
 use crate::limits;
+use crate::protocol::consumer::replica_status::Code as ReplicaCode;
 use crate::protocol::consumer::shard_server::{Shard, ShardServer};
 use crate::protocol::consumer::{
     ApplyRequest, ApplyResponse, ListRequest, ListResponse, StatRequest, StatResponse,
     Status as ShardStatusCode, apply_request, list_response,
 };
-use crate::protocol::consumer::replica_status::Code as ReplicaCode;
 
 use super::convert::{selector_from_wire, status_of};
 use super::process::ProcessIdentity;

@@ -15,6 +15,16 @@
 //! - **Graceful hand-over.** A changed, disabled or deleted shard is stopped
 //!   after its current transaction commits, and only then started again
 //!   with its new spec, so two terms of one shard never overlap.
+//! - **Hot swap at a transaction boundary.** Changing only a shard's
+//!   [`MODULE_LABEL`] is a swap: the old version commits its current
+//!   transaction, and the new one starts the next from that checkpoint (each
+//!   commit records the digest that made it, `Checkpoint::module`). Rolling
+//!   back is a swap to the previous digest.
+//! - **A version that cannot start is refused.** Before anything is stopped,
+//!   every module an enabled upserted spec pins is instantiated once, with
+//!   the limits its shards run under, on a blocking thread; if that fails the
+//!   apply fails ([`ShardRegistryError::InvalidSpec`] naming the shard, the
+//!   digest and why) and the running version keeps serving, untouched.
 //! - **Restart continues.** [`ShardRegistry::open`] starts every enabled
 //!   shard; each recovers its store and checkpoint from its recovery log,
 //!   so nothing is consumed twice.
@@ -40,7 +50,7 @@ use crate::consumer::{
     SpecError, TxnMetrics, spawn_shard,
 };
 use crate::message::AtomicClock;
-use crate::runtime::{ConsumerModule, GuestLimits, ModuleDigest};
+use crate::runtime::{ConsumerModule, GuestLimits, ModuleDigest, RuntimeError};
 
 use super::modules::{ModuleError, ModuleStore};
 use super::shard_convert::replica_status;
@@ -464,6 +474,17 @@ impl ShardRegistry {
         self.state().revision
     }
 
+    /// A receiver of the progress of `shard`'s current term (its
+    /// `committed_txns` counts from 0 again in each term), or `None` if it is
+    /// not running. The sender closes when the term ends, e.g. when a swap
+    /// stops it; the next term has a receiver of its own.
+    pub fn watch_progress(&self, shard: &str) -> Option<watch::Receiver<ShardProgress>> {
+        match self.state().running.get(shard) {
+            Some(Replica::Serving(handle)) => Some(handle.watch_progress()),
+            _ => None,
+        }
+    }
+
     /// Transaction-phase durations of every shard this registry runs.
     pub fn txn_metrics(&self) -> &TxnMetrics {
         &self.inner.txn_metrics
@@ -553,6 +574,7 @@ impl ShardRegistry {
                 ShardChange::Upsert { spec, .. } => {
                     spec.validate()?;
                     module_digest(spec)?;
+                    shard_guest_limits(spec)?;
                 }
                 ShardChange::Delete {
                     id,
@@ -578,6 +600,7 @@ impl ShardRegistry {
             modules.insert(module.digest(), module);
         }
         self.check_journals(&specs).await?;
+        probe_instantiation(&specs, &modules).await?;
         Ok(modules)
     }
 
@@ -661,9 +684,13 @@ impl ShardRegistry {
         config.module_digest = module.digest().to_string();
         config.txn_metrics = Some(self.inner.txn_metrics.clone());
         let id = spec.id.clone();
+        // Validated at apply; an error here (a registry file edited by hand)
+        // fails each term, so the shard ends FAILED with the reason.
+        let limits = shard_guest_limits(&spec).map_err(|err| err.to_string());
         let app: AppFactory = Arc::new(move || {
+            let limits = limits.clone().map_err(AppError::Crashed)?;
             let app = module
-                .application(&id, GuestLimits::default())
+                .application(&id, limits)
                 .map_err(|err| AppError::Crashed(err.to_string()))?;
             Ok(Box::new(app) as _)
         });
@@ -796,6 +823,67 @@ async fn wait_read_through(
             return Err(ShardStatus::Stopped);
         }
     }
+}
+
+/// The limits `spec`'s guest runs under: the defaults with its
+/// `weir.dev/limit.*` labels applied (one place, so that validation, the
+/// instantiation probe of an apply and the running shard agree).
+fn shard_guest_limits(spec: &ShardSpec) -> Result<GuestLimits, SpecError> {
+    super::shard_limits::guest_limits(spec)
+}
+
+/// Instantiates, once per module, every module that an enabled spec of
+/// `specs` pins (all are in `modules`), each on a blocking thread and then
+/// dropped. A module that compiles and links can still fail here: a start
+/// function that traps, a linear memory whose minimum exceeds the cap.
+/// Refusing it now, before any shard is stopped, is what leaves a running
+/// version serving when its replacement cannot start.
+async fn probe_instantiation(
+    specs: &[&ShardSpec],
+    modules: &HashMap<ModuleDigest, ConsumerModule>,
+) -> Result<(), ShardRegistryError> {
+    // Once per module and set of limits: a shard's limits (its memory cap)
+    // decide whether the module can start.
+    let mut probed: Vec<(ModuleDigest, GuestLimits)> = Vec::new();
+    for spec in specs.iter().filter(|spec| !spec.disable) {
+        let digest = module_digest(spec)?;
+        let limits = shard_guest_limits(spec)?;
+        if probed.contains(&(digest, limits.clone())) {
+            continue;
+        }
+        probed.push((digest, limits.clone()));
+        let Some(module) = modules.get(&digest).cloned() else {
+            continue;
+        };
+        let id = spec.id.clone();
+        let probe_limits = limits.clone();
+        let instantiated =
+            blocking(move || module.application(&id, probe_limits).map(drop)).await?;
+        if let Err(err) = instantiated {
+            let why = match err {
+                RuntimeError::Instantiate { reason, .. } => reason,
+                RuntimeError::Config(_) if limits.fuel_per_call.is_some() => {
+                    return Err(SpecError {
+                        shard: spec.id.clone(),
+                        field: "labels",
+                        reason: super::shard_limits::fuel_refusal(),
+                    }
+                    .into());
+                }
+                other => other.to_string(),
+            };
+            return Err(SpecError {
+                shard: spec.id.clone(),
+                field: "labels",
+                reason: format!(
+                    "{MODULE_LABEL}={digest}: cannot instantiate the module: {why}; nothing \
+                     was changed, so a running shard keeps its current module"
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The module digest `spec`'s [`MODULE_LABEL`] pins.

@@ -15,6 +15,8 @@
 //! ([`sum::Sum::update`]); they differ only in what crosses the boundary to
 //! the host.
 
+pub mod audit;
+pub mod audit_model;
 pub mod native;
 pub mod streams;
 
