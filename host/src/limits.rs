@@ -236,9 +236,12 @@ pub const CHAOS_MAX_LATENCY_MS: u64 = 25_000;
 pub const CHAOS_RSS_WARMUP_SECS: u64 = 20;
 /// Largest ratio of a process's memory at the end to its warm start.
 pub const CHAOS_MAX_RSS_GROWTH: f64 = 2.0;
-/// Period of the harness's polls (shard status, process exits), in
-/// milliseconds.
+/// Period of the harness's polls while it waits for a recovery (shard
+/// status), in milliseconds.
 pub const CHAOS_POLL_MS: u64 = 100;
+/// Period of the harness's look at the processes between faults (exits,
+/// shard status, memory), in milliseconds.
+pub const CHAOS_WATCH_MS: u64 = 500;
 /// Longest one probe call (List, Push, Apply, a write barrier) may take,
 /// in milliseconds.
 pub const CHAOS_PROBE_TIMEOUT_MS: u64 = 5_000;

@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+mod end;
 mod faults;
 mod harness;
 pub mod probe;

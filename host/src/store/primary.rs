@@ -34,7 +34,7 @@ use super::local::{LocalDb, LogPosition};
 use super::overlay::{TxnOverlay, WriteSet};
 use super::player::{self, ReplayStats, Replayer};
 use super::record::{self, Body, Record};
-use crate::broker::protocol::{BrokerError, JournalClient, ReadChunk};
+use crate::broker::protocol::{AppendResponse, BrokerError, JournalClient, ReadChunk, ReadRequest};
 use crate::consumer::Checkpoint;
 
 /// What opening or promoting a store did.
@@ -200,10 +200,13 @@ impl ShardStore {
         let request = fence::commit_request(&self.log, frame.clone(), self.author, position.offset);
         let response = match self.client.append(request).await {
             Ok(response) => response,
-            Err(source) => {
-                let (err, keep) = self.classify_append_failure(source);
-                return (Err(err), keep.then_some(replayer));
-            }
+            Err(source) => match self.landed_before(&source, position.offset, &frame).await {
+                Some(response) => response,
+                None => {
+                    let (err, keep) = self.classify_append_failure(source);
+                    return (Err(err), keep.then_some(replayer));
+                }
+            },
         };
         if response.begin != position.offset {
             let err = StoreError::Fenced {
@@ -252,6 +255,56 @@ impl ShardStore {
             }),
             Some(replayer),
         )
+    }
+
+    /// Whether a commit refused with a wrong offset had in fact landed: a
+    /// client that resends an append whose first attempt succeeded but whose
+    /// answer was lost (a broker killed after its fsync) sees the head moved
+    /// by exactly that append. If the log holds exactly `frame` at `offset`,
+    /// the commit is ours (the frame names this primary's author and
+    /// sequence number, so no other writer produces these bytes); anything
+    /// else is left to [`classify_append_failure`](Self::classify_append_failure).
+    async fn landed_before(
+        &self,
+        source: &BrokerError,
+        offset: i64,
+        frame: &Bytes,
+    ) -> Option<AppendResponse> {
+        let BrokerError::WrongAppendOffset {
+            expected,
+            write_head,
+            ..
+        } = source
+        else {
+            return None;
+        };
+        let end = offset.checked_add(i64::try_from(frame.len()).ok()?)?;
+        if *expected != offset || *write_head != end {
+            return None;
+        }
+        let request = ReadRequest {
+            journal: self.log.clone(),
+            offset,
+            block: false,
+            end_offset: end,
+        };
+        let mut stream = self.client.read(request).await.ok()?;
+        let mut logged = Vec::with_capacity(frame.len());
+        while let Ok(Some(chunk)) = stream.next().await {
+            logged.extend_from_slice(&chunk.content);
+            if logged.len() >= frame.len() {
+                break;
+            }
+        }
+        if logged != frame.as_ref() {
+            return None;
+        }
+        tracing::info!(log = %self.log, offset, "a resent commit had landed before; keeping it");
+        Some(AppendResponse {
+            begin: offset,
+            end,
+            registers: Default::default(),
+        })
     }
 
     /// Maps a failed commit append to an error, and says whether the store
@@ -778,6 +831,57 @@ mod test {
             .expect("reopen");
         assert_eq!(restored, checkpoint_at(1), "it had landed, so it committed");
         assert_eq!(contents(&store), pairs(&[("k", "v")]));
+    }
+
+    /// Found by the chaos harness: a broker killed after its fsync lost the
+    /// answer, the gRPC client resent the commit, and the resend's wrong
+    /// offset stopped the shard as "fenced" though no one else wrote.
+    #[tokio::test]
+    async fn a_resent_commit_that_had_landed_is_kept_not_taken_for_a_fence() {
+        let client = MemoryJournals::new(&[LOG], 1 << 20);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = open(&client, dir.path(), StoreConfig::default())
+            .await
+            .expect("open");
+        client.land_next_append_then_resend();
+        commit(&mut store, &[("k", Some("v"))], &checkpoint_at(1))
+            .await
+            .expect("the landed commit is recognized as ours");
+        commit(&mut store, &[("k", Some("w"))], &checkpoint_at(2))
+            .await
+            .expect("the store stays usable");
+        drop(store);
+        let empty = tempfile::tempdir().expect("tempdir");
+        let (store, restored) = open(&client, empty.path(), StoreConfig::default())
+            .await
+            .expect("recover from the log alone");
+        assert_eq!(restored, checkpoint_at(2));
+        assert_eq!(contents(&store), pairs(&[("k", "w")]));
+    }
+
+    #[tokio::test]
+    async fn a_different_record_at_the_expected_offset_is_still_a_fence() {
+        let client = MemoryJournals::new(&[LOG], 1 << 20);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = open(&client, dir.path(), StoreConfig::default())
+            .await
+            .expect("open");
+        let head = store.position().expect("position").offset;
+        // Another writer's bytes move the head; our commit's expected offset
+        // is now wrong and the log does not hold our frame there.
+        client
+            .append(AppendRequest {
+                journal: LOG.into(),
+                content: Bytes::from_static(b"someone else"),
+                ..Default::default()
+            })
+            .await
+            .expect("foreign append");
+        assert!(client.content(LOG).len() as i64 > head);
+        let err = commit(&mut store, &[("k", Some("v"))], &checkpoint_at(1))
+            .await
+            .expect_err("fenced");
+        assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
     }
 
     #[tokio::test]

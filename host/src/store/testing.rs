@@ -34,6 +34,7 @@ pub(crate) struct MemoryJournals {
     journals: Arc<Mutex<HashMap<String, Journal>>>,
     chunk_size: AtomicUsize,
     land_then_fail: AtomicBool,
+    land_then_resend: AtomicBool,
     reads_paused: watch::Sender<bool>,
 }
 
@@ -45,6 +46,7 @@ impl MemoryJournals {
             journals: Arc::new(Mutex::new(HashMap::new())),
             chunk_size: AtomicUsize::new(chunk_size),
             land_then_fail: AtomicBool::new(false),
+            land_then_resend: AtomicBool::new(false),
             reads_paused: watch::channel(false).0,
         };
         for name in journals {
@@ -70,6 +72,13 @@ impl MemoryJournals {
     /// Makes the next non-empty append land, then report `Unavailable`.
     pub fn land_next_append_then_fail(&self) {
         self.land_then_fail.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes the next non-empty append land, then answer as its resend
+    /// would (a retrying client whose first answer was lost): with
+    /// `WrongAppendOffset`, the head having moved by exactly that append.
+    pub fn land_next_append_then_resend(&self) {
+        self.land_then_resend.store(true, Ordering::SeqCst);
     }
 
     /// Makes every read wait before delivering its next chunk, until
@@ -168,6 +177,15 @@ impl JournalClient for MemoryJournals {
         journal.content.extend_from_slice(&request.content);
         let end = journal.content.len() as i64;
         journal.head.send_replace(end);
+        if let Some(expected) = request.expect_offset
+            && self.land_then_resend.swap(false, Ordering::SeqCst)
+        {
+            return Err(BrokerError::WrongAppendOffset {
+                journal: request.journal,
+                expected,
+                write_head: end,
+            });
+        }
         if self.land_then_fail.swap(false, Ordering::SeqCst) {
             return Err(BrokerError::Unavailable(
                 "connection lost after the append".into(),
