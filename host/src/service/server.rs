@@ -195,15 +195,19 @@ impl Server {
         if let Some(shards) = self.shards.take() {
             shards.shutdown().await;
         }
+        // The broker stops before the gRPC server is awaited: that ends the
+        // streams that would otherwise never end (blocking reads at the
+        // write head, List watches) with UNAVAILABLE, which clients retry
+        // against the restarted server. Queued appends finish first.
+        if let Some(broker) = self.broker.take() {
+            broker.shutdown().await;
+        }
         if let Some(task) = self.task.take() {
             match task.await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::warn!(error = %err, "the gRPC server ended with an error"),
                 Err(err) => tracing::warn!(error = %err, "the gRPC server task failed"),
             }
-        }
-        if let Some(broker) = self.broker.take() {
-            broker.shutdown().await;
         }
     }
 }
@@ -224,4 +228,60 @@ async fn open_consumer(
         .await
         .map_err(|err| ServeError::Consumer(format!("opening the shard registry: {err}")))?;
     Ok((registry, modules, runtime))
+}
+
+#[cfg(test)]
+mod test {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::broker::JournalSpec;
+    use crate::protocol::gazette::ReadRequest;
+    use crate::protocol::gazette::journal_client::JournalClient as WireClient;
+
+    /// Found by `weir chaos`: a SIGTERM'd server waited forever for a
+    /// chunker's blocking read of the sums journal.
+    #[tokio::test]
+    async fn shutdown_ends_blocking_reads_instead_of_waiting_for_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::start(ServeConfig {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            role: Role::Broker,
+        })
+        .await
+        .expect("starts");
+        let broker = server.broker.clone().expect("a broker role");
+        broker
+            .apply(vec![crate::broker::JournalChange::Upsert(
+                JournalSpec::new("test/blocking"),
+            )])
+            .await
+            .expect("created");
+        let mut client = WireClient::connect(format!("http://{}", server.local_addr()))
+            .await
+            .expect("connects");
+        let mut reads = client
+            .read(ReadRequest {
+                journal: "test/blocking".into(),
+                block: true,
+                ..Default::default()
+            })
+            .await
+            .expect("read opens")
+            .into_inner();
+        let metadata = reads.message().await.expect("metadata").expect("first");
+        assert_eq!(metadata.write_head, 0);
+
+        tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+            .await
+            .expect("shutdown does not wait for the blocking read");
+        let ended = tokio::time::timeout(Duration::from_secs(5), reads.message())
+            .await
+            .expect("the read ends");
+        assert!(
+            !matches!(ended, Ok(Some(ref response)) if !response.content.is_empty()),
+            "{ended:?}"
+        );
+    }
 }
