@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weir::cli::bench_swap::write_leb128;
 
 use integration_tests::{open_broker, read_all};
 use weir::broker::protocol::JournalClient;
@@ -524,7 +525,7 @@ fn with_memory_minimum(component: &[u8], pages: u64) -> Vec<u8> {
             _ => body.to_vec(),
         };
         out.push(id);
-        write_varint(&mut out, body.len() as u64);
+        write_leb128(&mut out, body.len());
         out.extend_from_slice(&body);
     }
     assert!(patched, "the component defines a linear memory");
@@ -553,27 +554,15 @@ fn patch_module(module: &[u8], pages: u64) -> Option<Vec<u8>> {
             pos += 1;
             let _minimum = varint(body, &mut pos);
             section.clear();
-            write_varint(&mut section, count);
+            write_leb128(&mut section, count as usize);
             section.push(flags);
-            write_varint(&mut section, pages);
+            write_leb128(&mut section, pages as usize);
             section.extend_from_slice(&body[pos..]);
             patched = true;
         }
         out.push(id);
-        write_varint(&mut out, section.len() as u64);
+        write_leb128(&mut out, section.len());
         out.extend_from_slice(&section);
     }
     patched.then_some(out)
-}
-
-fn write_varint(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }

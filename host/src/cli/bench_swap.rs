@@ -99,7 +99,8 @@ pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn write_leb128(out: &mut Vec<u8>, mut value: usize) {
+/// Appends `value` as unsigned LEB128 (wasm's length encoding).
+pub fn write_leb128(out: &mut Vec<u8>, mut value: usize) {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;
