@@ -1,0 +1,292 @@
+//! A fast path for reading chunk documents: one pass over the bytes for the
+//! shape Go's encoder and the chunker write, e.g.
+//! `{"UUID":"…","ID":[1,2,…,16],"SeqNo":3,"Data":"YmF0dGVyeQ=="}`.
+//!
+//! Why: the summer's own work is mostly reading chunks, and serde_json's
+//! generic path (a visitor per field, a sequence visitor per `ID` byte) costs
+//! more than the CRC it feeds, twice as much again as WebAssembly. This
+//! scanner reads the known fields in any order, with any JSON whitespace.
+//!
+//! Guarantee: [`scan`] returns `Some` only for documents that serde_json's
+//! derived [`Chunk`](super::Chunk) parse accepts, and with the same values.
+//! Anything it does not fully understand — an escape or a non-ASCII byte in
+//! a string, an unknown or repeated key, a `UUID` that is not a string, a
+//! number with a sign, fraction, exponent or leading zero, an out-of-range
+//! number, trailing bytes — gives `None`, and the caller parses with
+//! serde_json, so unusual documents and every error behave exactly as
+//! serde_json decides.
+
+/// The fields of a chunk document.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Scanned<'a> {
+    /// `ID`.
+    pub(super) id: [u8; 16],
+    /// `SeqNo`.
+    pub(super) seq_no: u64,
+    /// `Data`: `None` if absent or `null`.
+    pub(super) data: Option<&'a str>,
+}
+
+/// Reads `doc` if it is a plain chunk document (see the module docs).
+pub(super) fn scan(doc: &[u8]) -> Option<Scanned<'_>> {
+    let mut scanner = Scanner { doc, at: 0 };
+    scanner.skip_whitespace();
+    scanner.expect(b'{')?;
+    let mut id = None;
+    let mut seq_no = None;
+    let mut data: Option<Option<&str>> = None;
+    let mut uuid = false;
+    loop {
+        scanner.skip_whitespace();
+        let key = scanner.string()?;
+        scanner.skip_whitespace();
+        scanner.expect(b':')?;
+        scanner.skip_whitespace();
+        match key {
+            "UUID" if !uuid => {
+                scanner.string()?;
+                uuid = true;
+            }
+            "ID" if id.is_none() => id = Some(scanner.id()?),
+            "SeqNo" if seq_no.is_none() => seq_no = Some(scanner.unsigned(u64::MAX)?),
+            "Data" if data.is_none() => {
+                data = Some(if scanner.literal(b"null") {
+                    None
+                } else {
+                    Some(scanner.string()?)
+                });
+            }
+            _ => return None,
+        }
+        scanner.skip_whitespace();
+        match scanner.next()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    scanner.skip_whitespace();
+    if scanner.at != doc.len() {
+        return None;
+    }
+    Some(Scanned {
+        id: id?,
+        seq_no: seq_no?,
+        data: data.flatten(),
+    })
+}
+
+/// A cursor over a document.
+struct Scanner<'a> {
+    doc: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.doc.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    /// JSON's whitespace: space, tab, line feed, carriage return.
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    /// Consumes `word` if it comes next.
+    fn literal(&mut self, word: &[u8]) -> bool {
+        let found = self.doc[self.at..].starts_with(word);
+        if found {
+            self.at += word.len();
+        }
+        found
+    }
+
+    /// A string of printable ASCII without escapes (anything else: `None`).
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let len = self.doc[start..]
+            .iter()
+            .position(|&byte| byte == b'"' || byte == b'\\' || !(0x20..0x80).contains(&byte))?;
+        self.at = start + len;
+        self.expect(b'"')?;
+        // Printable ASCII is UTF-8; the check cannot fail.
+        std::str::from_utf8(&self.doc[start..start + len]).ok()
+    }
+
+    /// A non-negative integer up to `max` in JSON's plain form: digits, no
+    /// leading zero, not followed by a fraction or an exponent.
+    fn unsigned(&mut self, max: u64) -> Option<u64> {
+        let start = self.at;
+        let mut value: u64 = 0;
+        while let Some(digit @ b'0'..=b'9') = self.peek() {
+            value = value
+                .checked_mul(10)?
+                .checked_add(u64::from(digit - b'0'))?;
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        let leading_zero = digits > 1 && self.doc[start] == b'0';
+        if digits == 0 || leading_zero || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        (value <= max).then_some(value)
+    }
+
+    /// `[n, …]`: exactly 16 numbers of 0..=255.
+    fn id(&mut self) -> Option<[u8; 16]> {
+        self.expect(b'[')?;
+        let mut id = [0u8; 16];
+        for (index, byte) in id.iter_mut().enumerate() {
+            self.skip_whitespace();
+            if index > 0 {
+                self.expect(b',')?;
+                self.skip_whitespace();
+            }
+            // The bound makes the conversion lossless.
+            *byte = u8::try_from(self.unsigned(u64::from(u8::MAX))?).ok()?;
+        }
+        self.skip_whitespace();
+        self.expect(b']')?;
+        Some(id)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use proptest::prelude::*;
+
+    use super::*;
+    // `super::super` is the `sum` module in both crates that include it.
+    use super::super::Chunk;
+
+    const PLAIN: &str = r#"{"UUID":"9f2c9a4e-1d1e-11ef-8000-0123456789ab","ID":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,255],"SeqNo":7,"Data":"YmF0dGVyeQ=="}"#;
+
+    /// What serde_json's derived parse makes of `doc`, in the scanner's terms.
+    fn by_serde(doc: &[u8]) -> Option<(StreamIdAndSeq, Option<String>)> {
+        #[derive(serde::Deserialize)]
+        struct Reference<'a> {
+            #[serde(rename = "ID")]
+            id: [u8; 16],
+            #[serde(rename = "SeqNo")]
+            seq_no: u64,
+            #[serde(rename = "Data", default, borrow)]
+            data: Option<std::borrow::Cow<'a, str>>,
+        }
+        let parsed: Reference<'_> = serde_json::from_slice(doc).ok()?;
+        Some((
+            (parsed.id, parsed.seq_no),
+            parsed.data.map(|d| d.into_owned()),
+        ))
+    }
+
+    type StreamIdAndSeq = ([u8; 16], u64);
+
+    fn by_scan(doc: &[u8]) -> Option<(StreamIdAndSeq, Option<String>)> {
+        let scanned = scan(doc)?;
+        Some((
+            (scanned.id, scanned.seq_no),
+            scanned.data.map(str::to_string),
+        ))
+    }
+
+    #[test]
+    fn reads_the_documents_the_chunker_and_go_write() {
+        let scanned = scan(PLAIN.as_bytes()).expect("plain chunk");
+        assert_eq!(scanned.id[15], 255);
+        assert_eq!(scanned.seq_no, 7);
+        assert_eq!(scanned.data, Some("YmF0dGVyeQ=="));
+        let id = [200u8; 16];
+        for data in [&b""[..], b"horse", &[0u8; 32]] {
+            let doc = Chunk::to_json(&id, u64::MAX, data);
+            assert_eq!(
+                by_scan(&doc),
+                by_serde(&doc),
+                "{}",
+                String::from_utf8_lossy(&doc)
+            );
+            assert!(scan(&doc).is_some());
+        }
+        let spaced =
+            " {\n\t\"SeqNo\" : 1 ,\"ID\":[ 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0 ], \"Data\":null }\r\n";
+        assert_eq!(by_scan(spaced.as_bytes()), by_serde(spaced.as_bytes()));
+        assert!(scan(spaced.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn leaves_everything_unusual_to_serde() {
+        let unusual = [
+            r#"{"ID":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15],"SeqNo":1}"#,
+            r#"{"ID":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17],"SeqNo":1}"#,
+            r#"{"ID":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,256],"SeqNo":1}"#,
+            r#"{"ID":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,01],"SeqNo":1}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":-1}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1.0}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1e3}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":18446744073709551616}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1,"SeqNo":2}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1,"Extra":2}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1,"Data":"YmF\/0"}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1,"Data":"é"}"#,
+            r#"{"UUID":7,"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1} x"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}"#,
+            r#"{"SeqNo":1}"#,
+            r#"{}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1,}"#,
+            "",
+            "[]",
+        ];
+        for doc in unusual {
+            assert_eq!(scan(doc.as_bytes()), None, "{doc}");
+        }
+    }
+
+    proptest! {
+        /// Whatever the scanner accepts, serde_json accepts with the same
+        /// values: damaged documents, arbitrary field values.
+        #[test]
+        fn never_disagrees_with_serde(
+            id in any::<[u8; 16]>(),
+            seq_no in any::<u64>(),
+            data in proptest::collection::vec(any::<u8>(), 0..40),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..3),
+        ) {
+            let mut doc = Chunk::to_json(&id, seq_no, &data);
+            prop_assert_eq!(by_scan(&doc), by_serde(&doc));
+            for (at, byte, how) in edits {
+                if doc.is_empty() {
+                    break;
+                }
+                let at = at.index(doc.len());
+                match how {
+                    0 => doc[at] = byte,
+                    1 => { doc.remove(at); }
+                    _ => doc.insert(at, byte),
+                }
+            }
+            if let Some(scanned) = by_scan(&doc) {
+                prop_assert_eq!(Some(scanned), by_serde(&doc), "{}", String::from_utf8_lossy(&doc));
+            }
+        }
+
+        /// The scanner accepts every document with printable fields.
+        #[test]
+        fn reads_every_generated_chunk(id in any::<[u8; 16]>(), seq_no in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let doc = Chunk::to_json(&id, seq_no, &data);
+            prop_assert!(scan(&doc).is_some());
+        }
+    }
+}
