@@ -152,8 +152,10 @@ impl Sum {
                 hex(&self.id)
             ));
         }
-        let expected = self.seq_no + 1;
-        if seq_no != expected {
+        // In u128: a stored SeqNo of u64::MAX (only a forged store holds
+        // one) has no next SeqNo, and every chunk is then a repeat.
+        let expected = u128::from(self.seq_no) + 1;
+        if u128::from(seq_no) != expected {
             let kind = if seq_no <= self.seq_no {
                 "repeated"
             } else {
@@ -222,6 +224,18 @@ mod test {
         );
         assert_eq!(sum, before);
         assert_eq!(sum.update(&id, 2, b""), Ok(Progress::Done));
+
+        let mut last = Sum {
+            id,
+            seq_no: u64::MAX,
+            value: 1,
+        };
+        let err = last.update(&id, 0, b"x").unwrap_err();
+        assert!(
+            err.ends_with("expected 18446744073709551616, got 0 (repeated)"),
+            "{err}"
+        );
+        assert_eq!(last.seq_no, u64::MAX);
     }
 
     #[test]
