@@ -186,6 +186,13 @@ pub const CHAOS_DEFAULT_FAULT_GAP_MAX_SECS: u64 = 20;
 /// Quiet time at the start of the fault phase, before the first gap, in
 /// seconds.
 pub const CHAOS_FAULT_WARMUP_SECS: u64 = 5;
+/// Length of the fault-injection phase of `weir chaos --long` (issue 6's
+/// long run: ten minutes or more), in seconds.
+pub const CHAOS_LONG_DURATION_SECS: u64 = 600;
+/// Shortest gap between two faults of `weir chaos --long`, in seconds.
+pub const CHAOS_LONG_FAULT_GAP_MIN_SECS: u64 = 15;
+/// Longest gap between two faults of `weir chaos --long`, in seconds.
+pub const CHAOS_LONG_FAULT_GAP_MAX_SECS: u64 = 30;
 /// SIGKILLs of the consumer host every schedule holds at least.
 pub const CHAOS_MIN_CONSUMER_KILLS: u32 = 5;
 /// SIGKILLs of the broker every schedule holds at least.
@@ -248,6 +255,15 @@ pub const CHAOS_PROBE_TIMEOUT_MS: u64 = 5_000;
 /// How long the auditor's journal client retries an unreachable broker,
 /// in milliseconds.
 pub const CHAOS_AUDIT_RETRY_MS: u64 = 30_000;
+/// Fragment length of the canary journal a disk-damage fault writes, in
+/// bytes: the smallest a spec may ask for, so that a few lines already
+/// close fragments (the flipped byte goes into a closed one).
+pub const CHAOS_CANARY_FRAGMENT_LENGTH: u64 = 1 << 10;
+/// Lines (one append each) written to a disk-damage fault's canary journal.
+pub const CHAOS_CANARY_LINES: usize = 40;
+/// Longest a disk-damage fault waits, after the restart, for new appends
+/// to the torn chunk partition to cover the torn bytes, in milliseconds.
+pub const CHAOS_DISK_CHECK_TIMEOUT_MS: u64 = 30_000;
 
 // --- auditor ---
 

@@ -77,13 +77,13 @@
 mod apply;
 pub mod backend;
 mod embedded;
-mod fragment;
+pub(crate) mod fragment;
 mod journal;
 pub mod label;
-mod layout;
+pub(crate) mod layout;
 pub mod protocol;
 mod reader;
-mod record;
+pub(crate) mod record;
 pub mod revision;
 pub mod sim;
 pub mod spec;

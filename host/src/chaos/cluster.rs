@@ -124,6 +124,13 @@ impl Server {
         }
     }
 
+    /// The `--data-dir` the server runs with, from its spec.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        let args = &self.process.spec().args;
+        let at = args.iter().position(|arg| arg == "--data-dir")?;
+        args.get(at + 1).map(PathBuf::from)
+    }
+
     /// Starts the next incarnation on the same data directory and port
     /// (the current one must have exited).
     pub async fn restart(&mut self) -> Result<(), ClusterError> {
@@ -212,6 +219,13 @@ impl Cluster {
             .to_string()
     }
 
+    /// The broker's own data directory: `broker/` under the data directory
+    /// of the server that runs it (where `weir serve` opens its broker, in
+    /// either topology).
+    pub fn broker_data_dir(&self) -> Option<PathBuf> {
+        self.broker.data_dir().map(|dir| dir.join(BROKER_SUBDIR))
+    }
+
     /// The server hosting `target` (`None` for the chunker).
     pub fn server(&mut self, target: Target) -> Option<&mut Server> {
         match (target, self.consumer.as_mut()) {
@@ -255,6 +269,10 @@ impl Cluster {
         Server::start(&spec, "127.0.0.1:0", 1).await
     }
 }
+
+/// The subdirectory of `weir serve --data-dir` holding the broker's journals
+/// (see `service::server`).
+const BROKER_SUBDIR: &str = "broker";
 
 /// Starts chunker incarnation `incarnation` and waits for its banner,
 /// which it prints once the journals, the module and the shards are set up.
@@ -405,5 +423,28 @@ mod test {
             ]
         );
         assert_eq!(spec.log, Path::new("/run/logs/consumer-2.log"));
+    }
+
+    #[test]
+    fn the_broker_s_journals_are_under_its_server_s_data_directory() {
+        let config = ClusterConfig {
+            exe: "weir".into(),
+            dir: "/run".into(),
+            topology: Topology::Whole,
+            partitions: 4,
+            workers: 4,
+            chunks: 3,
+            seed: 1,
+        };
+        let spec = server_spec(&config, "server", &[]);
+        let at = spec
+            .args
+            .iter()
+            .position(|arg| arg == "--data-dir")
+            .unwrap();
+        assert_eq!(
+            Path::new(&spec.args[at + 1]).join(BROKER_SUBDIR),
+            Path::new("/run/server/broker")
+        );
     }
 }

@@ -16,12 +16,17 @@
 //!   recovery log's author register) instead of being trusted; then A is
 //!   stopped and B is the consumer host from then on.
 //!
+//! - **Disk damage**: a kill of the broker with file surgery on its data
+//!   directory before the restart, and checks after it (see the `disk`
+//!   module).
+//!
 //! A recovery that does not finish within
 //! [`limits::CHAOS_RECOVERY_TIMEOUT_MS`] fails the run, and the run goes on.
 
 use std::time::{Duration, Instant};
 
 use super::cluster::ClusterError;
+use super::disk::DiskPlan;
 use super::harness::{Harness, stop_gracefully};
 use super::probe;
 use super::process::Sig;
@@ -50,6 +55,7 @@ impl Harness<'_> {
             recovery: Recovery::default(),
             notes: Vec::new(),
             failure: None,
+            disk: None,
         };
         match planned.fault {
             Fault::Kill {
@@ -74,6 +80,22 @@ impl Harness<'_> {
                 self.pause(target, paused_for, &mut record).await?
             }
             Fault::Takeover => self.takeover(&mut record).await?,
+            Fault::DiskDamage {
+                restart_after,
+                partition,
+                tear_permille,
+                flip_permille,
+                flip_bit,
+            } => {
+                let plan = DiskPlan {
+                    restart_after,
+                    partition,
+                    tear_permille,
+                    flip_permille,
+                    flip_bit,
+                };
+                self.damage_disk(plan, &mut record).await?
+            }
         }
         let recovery = &record.recovery;
         self.note(&format!(
@@ -100,7 +122,12 @@ impl Harness<'_> {
 
     /// Waits until every shard is PRIMARY; records the time since `since`
     /// and `fault`, or the failure.
-    async fn wait_primary(&mut self, since: Instant, fault: Instant, record: &mut FaultRecord) {
+    pub(super) async fn wait_primary(
+        &mut self,
+        since: Instant,
+        fault: Instant,
+        record: &mut FaultRecord,
+    ) {
         let timeout = Duration::from_millis(limits::CHAOS_RECOVERY_TIMEOUT_MS);
         match probe::wait_all_primary(&self.cluster.consumer_addr(), self.shards, timeout).await {
             Ok(_) => {

@@ -47,6 +47,8 @@ pub(super) struct Harness<'a> {
     pub(super) failures: Vec<String>,
     /// Chunker incarnations started.
     pub(super) chunker_incarnations: u32,
+    /// Canary journals written by disk-damage faults so far.
+    pub(super) canaries: u32,
     /// Why the chunker failed, if it did.
     pub(super) chunker_failure: Option<String>,
     /// The shards the consumer host must run.
@@ -67,6 +69,7 @@ impl<'a> Harness<'a> {
             records: Vec::new(),
             failures: Vec::new(),
             chunker_incarnations: 1,
+            canaries: 0,
             chunker_failure: None,
             shards,
             rss: HashMap::new(),

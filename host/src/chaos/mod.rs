@@ -15,10 +15,12 @@
 //!    during the run cannot change what a restart runs.
 //! 2. **Faults.** A [`Schedule`] drawn up front from the seed (printed
 //!    first; the same seed replays the same schedule) kills, stops
-//!    gracefully, pauses and restarts the processes, and moves the shards to
+//!    gracefully, pauses and restarts the processes, moves the shards to
 //!    a new consumer host while the old one is paused, checking that the
-//!    old one is fenced rather than trusted. Each fault's recovery is
-//!    measured (see the `faults` module).
+//!    old one is fenced rather than trusted, and damages the broker's data
+//!    directory while it is down, checking that a torn tail is cut off and a
+//!    flipped bit is reported, never served (see the `disk` module). Each
+//!    fault's recovery is measured (see the `faults` module).
 //! 3. **End.** Every process is made to run again, the chunker is
 //!    interrupted (SIGINT) and must exit 0 with its summary, every shard is
 //!    drained (`Shard.Stat` reading through the chunk journals' write
@@ -38,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+mod disk;
 mod end;
 mod faults;
 mod harness;
@@ -64,10 +67,9 @@ pub struct ChaosConfig {
     pub exe: PathBuf,
     /// The run directory (created if missing): data and logs.
     pub dir: PathBuf,
-    /// The schedule: seed, duration, spacing, topology.
+    /// The schedule: seed, duration, spacing, topology, and the chunk
+    /// partitions (and summer shards) of the run.
     pub schedule: ScheduleConfig,
-    /// Chunk partitions (and summer shards).
-    pub partitions: u32,
     /// Chunker workers.
     pub workers: u32,
     /// Data chunks per stream.
@@ -108,19 +110,10 @@ pub async fn run(
     let begun = Instant::now();
     say(&format!("chaos: seed {}", config.schedule.seed));
     let schedule = Schedule::draw(&config.schedule)?;
-    say(&format!(
-        "chaos: {} topology, {:.0} s, {} faults planned:",
-        config.schedule.topology,
-        config.schedule.duration.as_secs_f64(),
-        schedule.faults.len()
-    ));
-    for planned in &schedule.faults {
-        say(&format!(
-            "  {:>6.1} s  {}",
-            planned.at.as_secs_f64(),
-            describe(&planned.fault)
-        ));
+    for line in plan_lines(&config.schedule, &schedule) {
+        say(&line);
     }
+    let partitions = config.schedule.partitions;
 
     std::fs::create_dir_all(&config.dir).map_err(|source| ChaosError::Io {
         what: "creating the run directory",
@@ -134,13 +127,13 @@ pub async fn run(
         exe,
         dir: config.dir.clone(),
         topology: config.schedule.topology,
-        partitions: config.partitions,
+        partitions,
         workers: config.workers,
         chunks: config.chunks,
         seed: config.schedule.seed,
     })
     .await?;
-    let shards = config.partitions as usize;
+    let shards = partitions as usize;
     let timeout = Duration::from_millis(limits::CHAOS_RECOVERY_TIMEOUT_MS);
     probe::wait_all_primary(&cluster.consumer_addr(), shards, timeout).await?;
     say(&format!(
@@ -186,7 +179,7 @@ pub async fn run(
         topology: config.schedule.topology,
         duration_ms: config.schedule.duration.as_millis() as u64,
         elapsed_ms: begun.elapsed().as_millis() as u64,
-        partitions: config.partitions,
+        partitions,
         workers: config.workers,
         chunks: config.chunks,
         dir: config.dir.display().to_string(),
@@ -206,6 +199,36 @@ pub async fn run(
     };
     report.conclude();
     Ok(report)
+}
+
+/// The printed schedule of `config`: a heading, one line per fault, and
+/// the counts by kind (what `weir chaos --plan` prints).
+pub fn plan_lines(config: &ScheduleConfig, schedule: &Schedule) -> Vec<String> {
+    let mut lines = vec![format!(
+        "chaos: {} topology, {:.0} s, {} faults planned:",
+        config.topology,
+        config.duration.as_secs_f64(),
+        schedule.faults.len()
+    )];
+    for planned in &schedule.faults {
+        lines.push(format!(
+            "  {:>6.1} s  {}",
+            planned.at.as_secs_f64(),
+            describe(&planned.fault)
+        ));
+    }
+    let counts: Vec<String> = schedule
+        .counts()
+        .iter()
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect();
+    lines.push(format!(
+        "chaos: {}; consumer-host kills {}, broker kills {}",
+        counts.join(", "),
+        schedule.kills_of(Target::Consumer, config.topology),
+        schedule.kills_of(Target::Broker, config.topology)
+    ));
+    lines
 }
 
 /// "SIGKILL consumer, restart after 1.2 s", for the printed schedule.
@@ -229,6 +252,19 @@ fn describe(fault: &Fault) -> String {
             format!("SIGSTOP {target} for {:.1} s", paused_for.as_secs_f64())
         }
         Fault::Takeover => "pause the consumer host; another takes over and fences it".to_string(),
+        Fault::DiskDamage {
+            restart_after,
+            partition,
+            tear_permille,
+            flip_permille,
+            flip_bit,
+        } => format!(
+            "SIGKILL broker, tear part-{partition:03}'s spool tail ({:.1}% of a record), \
+             flip bit {flip_bit} at {:.1}% of a canary's closed fragments, restart after {:.1} s",
+            f64::from(*tear_permille) / 10.0,
+            f64::from(*flip_permille) / 10.0,
+            restart_after.as_secs_f64()
+        ),
     }
 }
 

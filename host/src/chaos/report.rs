@@ -80,6 +80,46 @@ pub struct FaultRecord {
     pub notes: Vec<String>,
     /// Why this fault failed the run, if it did.
     pub failure: Option<String>,
+    /// What a disk-damage fault did to the data directory and what the
+    /// broker made of it (other faults: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskDamageRecord>,
+}
+
+/// The file surgery of one disk-damage fault and the outcome of its checks
+/// (see the `disk` module); a figure is `None` if its step did not happen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DiskDamageRecord {
+    /// The chunk partition whose spool got a torn write.
+    pub torn_journal: String,
+    /// The spool's length before the torn write, in bytes.
+    pub spool_len_before: Option<u64>,
+    /// Bytes of the torn write.
+    pub torn_bytes: Option<u64>,
+    /// Whether the restart cut the torn write off (new records were found
+    /// in its place).
+    pub torn_cut: bool,
+    /// The canary journal written before the kill.
+    pub canary: String,
+    /// Bytes appended to the canary, every one acknowledged.
+    pub canary_bytes: Option<u64>,
+    /// The closed fragment file with the flipped bit.
+    pub flipped_file: Option<String>,
+    /// The flipped byte's position in that file.
+    pub flipped_position: Option<u64>,
+    /// Journal offset of the record holding the flipped byte: where the
+    /// damage must be reported.
+    pub damaged_offset: Option<i64>,
+    /// Where a read of the canary from 0 reported corruption.
+    pub reported_offset: Option<i64>,
+    /// Bytes that read served before the error.
+    pub served_bytes: Option<u64>,
+    /// Whether an append to the canary was refused as corrupt.
+    pub append_refused: bool,
+    /// Whether every check of the flipped bit held: reported at the damaged
+    /// record, nothing from there served, the canary's bytes before it, and
+    /// appends refused.
+    pub flip_reported: bool,
 }
 
 /// Recovery times after a fault, in milliseconds, each `None` if that step
@@ -382,6 +422,7 @@ mod test {
                 },
                 notes: vec![],
                 failure: None,
+                disk: None,
             }],
             chunker: ChunkerFigures {
                 incarnations: 1,
@@ -428,6 +469,10 @@ mod test {
         assert_eq!(json["rss"][0]["growth"], 1.5);
         assert_eq!(json["passed"], true);
         assert!(json.get("audit_text").is_none());
+        assert!(
+            json["faults"][0].get("disk").is_none(),
+            "only disk damage has one"
+        );
     }
 
     #[test]

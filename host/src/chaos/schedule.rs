@@ -21,7 +21,13 @@
 //!    requested spacing is an error, never a silently weaker run.
 //! 3. **Parameters.** Each kill or graceful stop waits U(0,
 //!    [`ScheduleConfig::max_restart_delay`]) before the restart; each pause
-//!    lasts U([`ScheduleConfig::pause`]).
+//!    lasts U([`ScheduleConfig::pause`]); each [`Fault::DiskDamage`] draws
+//!    its restart wait, the chunk partition whose spool it tears, where the
+//!    torn record is cut and which bit of the canary it flips, so the seed
+//!    replays the file surgery too.
+//!
+//! Adding a kind (as `damage-broker` was) changes the draws of every seed:
+//! a seed replays its schedule within one version of this table.
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -104,6 +110,27 @@ pub enum Fault {
     /// Pause the consumer host, hand its shards to a new consumer host,
     /// resume the old one and check that it was fenced (split topology).
     Takeover,
+    /// SIGKILL the broker and damage its data directory while it is down
+    /// (see the `disk` module): a torn write at the end of a chunk
+    /// partition's spool, which the restart must cut off, and a flipped bit
+    /// in a closed fragment of a canary journal written just before, which
+    /// must be reported as corruption and never served.
+    DiskDamage {
+        /// Time between the kill and the restart (the surgery happens
+        /// first).
+        #[serde(with = "millis")]
+        restart_after: Duration,
+        /// The chunk partition (`part-NNN`) whose spool gets the torn write.
+        partition: u32,
+        /// Where the torn record is cut: this many thousandths of it are
+        /// written (1–999).
+        tear_permille: u16,
+        /// Which byte of the canary's closed fragments is damaged: this many
+        /// thousandths into their bytes, in journal order (0–999).
+        flip_permille: u16,
+        /// Which bit of that byte is flipped (0–7).
+        flip_bit: u8,
+    },
 }
 
 impl Fault {
@@ -115,6 +142,17 @@ impl Fault {
             Fault::Terminate { target, .. } => format!("terminate-{target}"),
             Fault::Pause { target, .. } => format!("pause-{target}"),
             Fault::Takeover => "takeover-consumer".to_string(),
+            Fault::DiskDamage { .. } => "damage-broker".to_string(),
+        }
+    }
+
+    /// Whether the fault SIGKILLs the process hosting `target` itself (a
+    /// disk-damage fault is a broker kill too).
+    fn kills(&self) -> Option<Target> {
+        match *self {
+            Fault::Kill { target, .. } => Some(target),
+            Fault::DiskDamage { .. } => Some(Target::Broker),
+            _ => None,
         }
     }
 
@@ -125,6 +163,7 @@ impl Fault {
             | Fault::Terminate { target, .. }
             | Fault::Pause { target, .. } => *target,
             Fault::Takeover => Target::Consumer,
+            Fault::DiskDamage { .. } => Target::Broker,
         }
     }
 }
@@ -151,6 +190,8 @@ pub enum Kind {
     Pause(Target),
     /// [`Fault::Takeover`].
     Takeover,
+    /// [`Fault::DiskDamage`].
+    DiskDamage,
 }
 
 /// Relative weights of the kinds that fill the slots left after the
@@ -164,6 +205,7 @@ pub const WEIGHTS: &[(Kind, u32)] = &[
     (Kind::Terminate(Target::Broker), 1),
     (Kind::Kill(Target::Chunker), 1),
     (Kind::Takeover, 2),
+    (Kind::DiskDamage, 2),
 ];
 
 /// What a schedule is drawn from.
@@ -181,6 +223,10 @@ pub struct ScheduleConfig {
     pub topology: Topology,
     /// Whether [`Fault::Takeover`] may be drawn (split topology only).
     pub takeover: bool,
+    /// Whether [`Fault::DiskDamage`] may be drawn.
+    pub disk_damage: bool,
+    /// Chunk partitions of the run (a disk-damage fault picks one).
+    pub partitions: u32,
     /// Consumer-host kills the schedule holds at least.
     pub min_consumer_kills: u32,
     /// Broker kills the schedule holds at least.
@@ -202,6 +248,8 @@ impl ScheduleConfig {
                 ..=Duration::from_secs(limits::CHAOS_DEFAULT_FAULT_GAP_MAX_SECS),
             topology: Topology::Split,
             takeover: true,
+            disk_damage: true,
+            partitions: limits::CHAOS_DEFAULT_PARTITIONS,
             min_consumer_kills: limits::CHAOS_MIN_CONSUMER_KILLS,
             min_broker_kills: limits::CHAOS_MIN_BROKER_KILLS,
             max_restart_delay: Duration::from_millis(limits::CHAOS_MAX_RESTART_DELAY_MS),
@@ -215,6 +263,9 @@ impl ScheduleConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScheduleError {
+    /// A run needs at least one chunk partition.
+    #[error("a run needs at least one chunk partition")]
+    NoPartitions,
     /// The gap range is empty or starts at zero.
     #[error("the fault spacing {min:?}..{max:?} is empty or starts at zero")]
     BadSpacing {
@@ -258,6 +309,9 @@ impl Schedule {
         if min.is_zero() || min > max {
             return Err(ScheduleError::BadSpacing { min, max });
         }
+        if config.partitions == 0 {
+            return Err(ScheduleError::NoPartitions);
+        }
         let mut rng = SplitMix64::new(config.seed);
 
         let mut slots = Vec::new();
@@ -285,8 +339,10 @@ impl Schedule {
         let allowed: Vec<(Kind, u32)> = WEIGHTS
             .iter()
             .copied()
-            .filter(|(kind, _)| {
-                *kind != Kind::Takeover || (config.takeover && config.topology == Topology::Split)
+            .filter(|(kind, _)| match kind {
+                Kind::Takeover => config.takeover && config.topology == Topology::Split,
+                Kind::DiskDamage => config.disk_damage,
+                _ => true,
             })
             .collect();
         while kinds.len() < slots.len() {
@@ -313,6 +369,13 @@ impl Schedule {
                         paused_for: rng.duration(&config.pause),
                     },
                     Kind::Takeover => Fault::Takeover,
+                    Kind::DiskDamage => Fault::DiskDamage {
+                        restart_after: rng.duration(&(Duration::ZERO..=config.max_restart_delay)),
+                        partition: rng.below(u64::from(config.partitions)) as u32,
+                        tear_permille: 1 + rng.below(999) as u16,
+                        flip_permille: rng.below(1000) as u16,
+                        flip_bit: rng.below(8) as u8,
+                    },
                 },
             })
             .collect();
@@ -322,21 +385,31 @@ impl Schedule {
         })
     }
 
-    /// How many faults kill (SIGKILL) a process hosting `target`: in the
-    /// whole topology a kill of either server target hits both.
+    /// How many faults kill (SIGKILL) a process hosting `target`, a
+    /// disk-damage fault counting as a broker kill: in the whole topology a
+    /// kill of either server target hits both.
     pub fn kills_of(&self, target: Target, topology: Topology) -> usize {
         self.faults
             .iter()
-            .filter(|planned| match planned.fault {
-                Fault::Kill { target: hit, .. } => {
+            .filter(|planned| match planned.fault.kills() {
+                Some(hit) => {
                     hit == target
                         || (topology == Topology::Whole
                             && hit != Target::Chunker
                             && target != Target::Chunker)
                 }
-                _ => false,
+                None => false,
             })
             .count()
+    }
+
+    /// How many faults of each name the schedule holds.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for planned in &self.faults {
+            *counts.entry(planned.fault.name()).or_insert(0) += 1;
+        }
+        counts
     }
 }
 
@@ -439,12 +512,31 @@ mod test {
             .map(|planned| (planned.at.as_millis(), planned.fault.name()))
             .collect();
         let expected: Vec<(u128, String)> = vec![
-            (21_004, "kill-broker".to_string()),
+            (21_004, "kill-chunker".to_string()),
             (39_122, "kill-consumer".to_string()),
             (54_278, "kill-consumer".to_string()),
         ];
         assert_eq!(first, expected);
         assert_eq!(SplitMix64::new(1).next(), 0x910a_2dec_8902_5cc1);
+        // The file surgery replays too.
+        let damage = Schedule::draw(&short(1))
+            .unwrap()
+            .faults
+            .into_iter()
+            .find(|planned| matches!(planned.fault, Fault::DiskDamage { .. }));
+        assert_eq!(
+            damage,
+            Some(PlannedFault {
+                at: Duration::from_millis(122_777),
+                fault: Fault::DiskDamage {
+                    restart_after: Duration::from_millis(2_052),
+                    partition: 0,
+                    tear_permille: 10,
+                    flip_permille: 93,
+                    flip_bit: 4,
+                },
+            })
+        );
     }
 
     #[test]
@@ -496,9 +588,83 @@ mod test {
                         (Duration::from_secs(2)..=Duration::from_secs(5)).contains(&paused_for)
                     ),
                     Fault::Takeover => {}
+                    Fault::DiskDamage {
+                        restart_after,
+                        partition,
+                        tear_permille,
+                        flip_permille,
+                        flip_bit,
+                    } => {
+                        assert!(restart_after <= Duration::from_secs(3));
+                        assert!(partition < limits::CHAOS_DEFAULT_PARTITIONS);
+                        assert!((1..=999).contains(&tear_permille));
+                        assert!(flip_permille <= 999);
+                        assert!(flip_bit <= 7);
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn disk_damage_is_drawn_counted_as_a_broker_kill_and_can_be_left_out() {
+        let mut drawn = 0;
+        for seed in 0..200 {
+            let schedule = Schedule::draw(&short(seed)).unwrap();
+            let damages = schedule
+                .faults
+                .iter()
+                .filter(|p| matches!(p.fault, Fault::DiskDamage { .. }))
+                .count();
+            let kills = schedule
+                .faults
+                .iter()
+                .filter(|p| {
+                    matches!(
+                        p.fault,
+                        Fault::Kill {
+                            target: Target::Broker,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            assert_eq!(
+                schedule.kills_of(Target::Broker, Topology::Split),
+                kills + damages
+            );
+            drawn += damages;
+        }
+        assert!(drawn > 50, "disk damage is drawn: {drawn} in 200 schedules");
+
+        let mut config = short(0);
+        config.disk_damage = false;
+        for seed in 0..200 {
+            config.seed = seed;
+            let schedule = Schedule::draw(&config).unwrap();
+            assert!(
+                !schedule
+                    .faults
+                    .iter()
+                    .any(|p| matches!(p.fault, Fault::DiskDamage { .. }))
+            );
+        }
+    }
+
+    #[test]
+    fn a_disk_damage_picks_one_of_the_run_s_partitions() {
+        let mut config = short(0);
+        config.partitions = 1;
+        for seed in 0..100 {
+            config.seed = seed;
+            for planned in Schedule::draw(&config).unwrap().faults {
+                if let Fault::DiskDamage { partition, .. } = planned.fault {
+                    assert_eq!(partition, 0);
+                }
+            }
+        }
+        config.partitions = 0;
+        assert_eq!(Schedule::draw(&config), Err(ScheduleError::NoPartitions));
     }
 
     #[test]
@@ -521,9 +687,10 @@ mod test {
             let server_kills = schedule
                 .faults
                 .iter()
-                .filter(
-                    |p| matches!(p.fault, Fault::Kill { target, .. } if target != Target::Chunker),
-                )
+                .filter(|p| {
+                    matches!(p.fault, Fault::Kill { target, .. } if target != Target::Chunker)
+                        || matches!(p.fault, Fault::DiskDamage { .. })
+                })
                 .count();
             assert_eq!(
                 schedule.kills_of(Target::Broker, Topology::Whole),

@@ -2,7 +2,8 @@
 //! process faults, then an audit of everything written (see
 //! [`chaos`](crate::chaos)). Prints the seed first and a readable summary
 //! last, writes the figures as JSON, and exits non-zero saying why if the
-//! run failed.
+//! run failed. `--plan` prints a seed's schedule without running it;
+//! `--long` is issue 6's long run (10 minutes, a fault every 15–30 s).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::chaos::{self, ChaosConfig, ScheduleConfig, Topology};
+use crate::chaos::{self, ChaosConfig, Schedule, ScheduleConfig, Topology};
 use crate::limits;
 
 /// Run stream-sum under seeded process faults and audit the result.
@@ -18,25 +19,38 @@ use crate::limits;
 #[command(after_help = "Examples:
   weir chaos                                         # the short run (CI): 3 minutes, a fault every 10-20 s
   weir chaos --seed 1234                             # replay the schedule of a printed seed
-  weir chaos --duration 10m --fault-every 15s..30s   # the long run
+  weir chaos --long                                  # the long run: 10 minutes, a fault every 15-30 s
+  weir chaos --seed 1234 --plan                      # print the schedule only
   weir chaos --whole --dir /tmp/chaos --report /tmp/chaos.json
 
 The short run holds at least 5 SIGKILLs of the consumer host and 2 of the
 broker; the rest of the schedule mixes graceful stops, SIGSTOP pauses, chunker
-kills and takeovers (a paused consumer host is replaced and must be fenced).
-Logs of every process are in <dir>/logs/.")]
+kills, takeovers (a paused consumer host is replaced and must be fenced) and
+disk damage (the broker is killed, a chunk partition's spool gets a torn tail
+that the restart must cut off, and a canary journal a flipped bit that must be
+reported as corrupt and never served). Logs of every process are in
+<dir>/logs/.")]
 pub struct ChaosCommand {
     /// Seed of the fault schedule and of the chunkers' streams (default:
     /// from the clock). The same seed replays the same schedule.
     #[arg(long)]
     seed: Option<u64>,
-    /// Length of the fault phase, e.g. `180s` or `10m` (default: 180s).
+    /// Length of the fault phase, e.g. `180s` or `10m` (default: 180s, or
+    /// 10m with `--long`).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
     /// Gap between faults, drawn uniformly from MIN..MAX, e.g. `15s..30s`
-    /// (default: 10s..20s).
+    /// (default: 10s..20s, or 15s..30s with `--long`).
     #[arg(long, value_name = "MIN..MAX", value_parser = parse_gap)]
     fault_every: Option<Gap>,
+    /// The long run: 10 minutes of faults, one every 15-30 s (`--duration`
+    /// and `--fault-every` still override either).
+    #[arg(long)]
+    long: bool,
+    /// Print the schedule the seed draws (with its counts by kind) and exit
+    /// without running anything.
+    #[arg(long)]
+    plan: bool,
     /// Run the broker and the consumer host as separate processes (the
     /// default).
     #[arg(long, conflicts_with = "whole")]
@@ -48,6 +62,10 @@ pub struct ChaosCommand {
     /// schedule.
     #[arg(long)]
     no_takeover: bool,
+    /// Leave disk damage (a torn spool tail and a flipped bit in the
+    /// broker's data directory) out of the schedule.
+    #[arg(long)]
+    no_disk_damage: bool,
     /// Run directory for data and logs (default: a new directory under the
     /// system's temporary directory, kept).
     #[arg(long, value_name = "DIR")]
@@ -76,23 +94,51 @@ pub struct Gap {
 }
 
 impl ChaosCommand {
-    /// Runs the harness; fails, saying why, unless the run passed.
-    pub async fn execute(self) -> Result<()> {
-        let seed = self.seed.unwrap_or_else(clock_seed);
-        let mut schedule = ScheduleConfig::new(
-            seed,
-            self.duration
-                .unwrap_or(Duration::from_secs(limits::CHAOS_DEFAULT_DURATION_SECS)),
-        );
-        if let Some(gap) = self.fault_every {
-            schedule.every = gap.min..=gap.max;
-        }
+    /// The schedule configuration the flags ask for.
+    fn schedule_config(&self, seed: u64) -> ScheduleConfig {
+        let (duration, min_gap, max_gap) = if self.long {
+            (
+                limits::CHAOS_LONG_DURATION_SECS,
+                limits::CHAOS_LONG_FAULT_GAP_MIN_SECS,
+                limits::CHAOS_LONG_FAULT_GAP_MAX_SECS,
+            )
+        } else {
+            (
+                limits::CHAOS_DEFAULT_DURATION_SECS,
+                limits::CHAOS_DEFAULT_FAULT_GAP_MIN_SECS,
+                limits::CHAOS_DEFAULT_FAULT_GAP_MAX_SECS,
+            )
+        };
+        let mut schedule =
+            ScheduleConfig::new(seed, self.duration.unwrap_or(Duration::from_secs(duration)));
+        schedule.every = match self.fault_every {
+            Some(gap) => gap.min..=gap.max,
+            None => Duration::from_secs(min_gap)..=Duration::from_secs(max_gap),
+        };
         schedule.topology = if self.whole {
             Topology::Whole
         } else {
             Topology::Split
         };
         schedule.takeover = !self.no_takeover;
+        schedule.disk_damage = !self.no_disk_damage;
+        schedule.partitions = self.partitions;
+        schedule
+    }
+
+    /// Runs the harness (or, with `--plan`, prints its schedule); fails,
+    /// saying why, unless the run passed.
+    pub async fn execute(self) -> Result<()> {
+        let seed = self.seed.unwrap_or_else(clock_seed);
+        let schedule = self.schedule_config(seed);
+        if self.plan {
+            let drawn = Schedule::draw(&schedule)?;
+            println!("chaos: seed {seed}");
+            for line in chaos::plan_lines(&schedule, &drawn) {
+                println!("{line}");
+            }
+            return Ok(());
+        }
         let dir = match self.dir {
             Some(dir) => dir,
             None => std::env::temp_dir().join(format!("weir-chaos-{seed}-{}", unix_secs())),
@@ -103,7 +149,6 @@ impl ChaosCommand {
             exe,
             dir: dir.clone(),
             schedule,
-            partitions: self.partitions,
             workers: self.workers,
             chunks: self.chunks,
         };
@@ -241,5 +286,32 @@ mod test {
         assert_eq!(parsed.chaos.seed, Some(7));
         assert_eq!(parsed.chaos.duration, Some(Duration::from_secs(600)));
         assert_eq!(parsed.chaos.partitions, limits::CHAOS_DEFAULT_PARTITIONS);
+    }
+
+    #[test]
+    fn long_is_ten_minutes_at_a_fault_every_15_to_30_s_unless_overridden() {
+        let long = Wrapper::try_parse_from(["weir", "--long"]).unwrap();
+        let config = long.chaos.schedule_config(1);
+        assert_eq!(config.duration, Duration::from_secs(600));
+        assert_eq!(
+            config.every,
+            Duration::from_secs(15)..=Duration::from_secs(30)
+        );
+        let short = Wrapper::try_parse_from(["weir"]).unwrap();
+        let config = short.chaos.schedule_config(1);
+        assert_eq!(config.duration, Duration::from_secs(180));
+        assert_eq!(
+            config.every,
+            Duration::from_secs(10)..=Duration::from_secs(20)
+        );
+        let overridden =
+            Wrapper::try_parse_from(["weir", "--long", "--duration", "20m", "--partitions", "2"])
+                .unwrap();
+        let config = overridden.chaos.schedule_config(1);
+        assert_eq!(config.duration, Duration::from_secs(1200));
+        assert_eq!(config.partitions, 2);
+        assert!(config.disk_damage);
+        let without = Wrapper::try_parse_from(["weir", "--no-disk-damage"]).unwrap();
+        assert!(!without.chaos.schedule_config(1).disk_damage);
     }
 }
