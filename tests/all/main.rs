@@ -3,6 +3,7 @@
 mod audit;
 mod broker;
 mod chaos;
+mod conformance;
 mod consumer_kill;
 mod exactly_once;
 mod hostile;

@@ -56,6 +56,15 @@ pub struct TestCommand {
     /// Write the output here instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Where compiled components are kept between runs, by SHA-256 of the
+    /// component (compiling a large guest, e.g. Python's, takes seconds).
+    /// Default: `$XDG_CACHE_HOME/weir/components` or
+    /// `~/.cache/weir/components`.
+    #[arg(long, value_name = "DIR", env = "WEIR_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile the component afresh and keep nothing on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
     /// Longest each run may take, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = limits::SANDBOX_RUN_TIMEOUT_SECS)]
     pub timeout: u64,
@@ -78,8 +87,16 @@ impl TestCommand {
     async fn run(&self) -> Result<bool> {
         let wasm = std::fs::read(&self.guest)
             .with_context(|| format!("reading the guest {}", self.guest.display()))?;
-        let runtime =
-            Runtime::new(RuntimeConfig::default()).context("starting the wasm runtime")?;
+        let cache_dir = match (&self.cache_dir, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(dir.clone()),
+            (None, false) => default_cache_dir(),
+        };
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir,
+            ..RuntimeConfig::default()
+        })
+        .context("starting the wasm runtime")?;
         // Compiling takes a while: off the async workers.
         let module = tokio::task::spawn_blocking(move || runtime.consumer_module(&wasm))
             .await
@@ -172,4 +189,18 @@ fn print_expect_difference(path: &std::path::Path, difference: &Difference) {
         path.display()
     );
     eprintln!("{difference}");
+}
+
+/// The user's cache of compiled components, if a home or cache directory
+/// is known (XDG's base-directory rule).
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|dir| !dir.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })?;
+    Some(base.join("weir").join("components"))
 }
