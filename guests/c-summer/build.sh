@@ -3,6 +3,9 @@
 #
 #   guests/c-summer/build.sh [OUTPUT.wasm]     (default: <repo>/target/guests/c-summer.wasm)
 #
+# In a project made by `weir new consumer --lang c` (which has its own wit/),
+# the repository's target/ is the project's build/ instead, here and below.
+#
 # Works from any directory and is idempotent: bindings are regenerated and the
 # component rebuilt on every run (well under a second). It installs nothing
 # with apt: it checks the Debian packages and names the missing ones. The two
@@ -17,9 +20,18 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-out="${1:-$repo/target/guests/c-summer.wasm}"
-tools="${WEIR_GUEST_TOOLS:-$repo/target/guest-tools}"
+# The WIT package and the build folder: the project's own (`weir new`), or the
+# repository's.
+if [[ -d $here/wit ]]; then
+    wit="$here/wit"
+    build="$here/build"
+else
+    repo="$(cd "$here/../.." && pwd)"
+    wit="$repo/wit"
+    build="$repo/target"
+fi
+out="${1:-$build/guests/c-summer.wasm}"
+tools="${WEIR_GUEST_TOOLS:-$build/guest-tools}"
 wit_bindgen_version=0.61.1
 wasm_tools_version=1.262.0
 llvm=/usr/lib/llvm-19/bin
@@ -81,12 +93,12 @@ fi
 
 # --- Build ---------------------------------------------------------------------
 bindings="$here/bindings"
-work="$repo/target/guests/c-summer.build"
+work="$build/guests/c-summer.build"
 mkdir -p "$bindings" "$work" "$(dirname "$out")"
 
 # wit-bindgen reports each file it writes on stderr: show that only on failure.
-log="$("$wit_bindgen" c "$repo/wit" --world consumer --out-dir "$bindings" 2>&1)" ||
-    die "wit-bindgen could not generate bindings from $repo/wit:
+log="$("$wit_bindgen" c "$wit" --world consumer --out-dir "$bindings" 2>&1)" ||
+    die "wit-bindgen could not generate bindings from $wit:
 $log"
 
 cflags=(--target=wasm32-wasi -O2 -I "$bindings")

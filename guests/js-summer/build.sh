@@ -16,11 +16,18 @@ fail() { echo "js-summer: error: $*" >&2; exit 1; }
 out=${1:-}
 here=$(cd "$(dirname "$0")" && pwd)
 if [[ -z $out ]]; then
-    out=$here/../../target/guests/js-summer.wasm
+    # In a project made by `weir new consumer` (its own wit/): its build/.
+    if [[ -d $here/wit ]]; then
+        out=$here/build/js-summer.wasm
+    else
+        out=$here/../../target/guests/js-summer.wasm
+    fi
 elif [[ $out != /* ]]; then
     out=$PWD/$out
 fi
 cd "$here"
+# The WIT package: the project's own (`weir new consumer`), or the repository's.
+if [[ -d wit ]]; then wit=wit; else wit=../../wit; fi
 mkdir -p "$(dirname "$out")"
 out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
 
@@ -37,7 +44,7 @@ if [[ ! -f $installed || $(cat "$installed") != "$lock" ]]; then
 fi
 
 # Everything the component depends on, and the output it produced last time.
-inputs=$(cat app.js build.sh package-lock.json ../../wit/*.wit | sha256sum | cut -d' ' -f1)
+inputs=$(cat app.js build.sh package-lock.json "$wit"/*.wit | sha256sum | cut -d' ' -f1)
 # One stamp per output path, so that building elsewhere keeps this one.
 stamp=node_modules/.weir-stamps/$(printf %s "$out" | sha256sum | cut -c1-16)
 mkdir -p node_modules/.weir-stamps
@@ -51,7 +58,7 @@ log=node_modules/.weir-componentize.log
 trap 'rm -f "$tmp"' EXIT
 # --sync: the component-model async ABI needs a wasmtime feature the host
 # leaves out.
-if ! node_modules/.bin/componentize-qjs --wit ../../wit --world consumer --sync \
+if ! node_modules/.bin/componentize-qjs --wit "$wit" --world consumer --sync \
         --js app.js -o "$tmp" >"$log" 2>&1; then
     cat "$log" >&2
     fail "componentize-qjs failed (log: $here/$log)"

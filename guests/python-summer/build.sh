@@ -18,11 +18,18 @@ fail() { echo "python-summer: error: $*" >&2; exit 1; }
 out=${1:-}
 here=$(cd "$(dirname "$0")" && pwd)
 if [[ -z $out ]]; then
-    out=$here/../../target/guests/python-summer.wasm
+    # In a project made by `weir new consumer` (its own wit/): its build/.
+    if [[ -d $here/wit ]]; then
+        out=$here/build/python-summer.wasm
+    else
+        out=$here/../../target/guests/python-summer.wasm
+    fi
 elif [[ $out != /* ]]; then
     out=$PWD/$out
 fi
 cd "$here"
+# The WIT package: the project's own (`weir new consumer`), or the repository's.
+if [[ -d wit ]]; then wit=wit; else wit=../../wit; fi
 mkdir -p "$(dirname "$out")"
 out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
 
@@ -46,7 +53,7 @@ if [[ ! -x $tool ]] || ! compgen -G \
 fi
 
 # Everything the component depends on, and the output it produced last time.
-inputs=$(cat app.py build.sh ../../wit/*.wit | sha256sum | cut -d' ' -f1)
+inputs=$(cat app.py build.sh "$wit"/*.wit | sha256sum | cut -d' ' -f1)
 # One stamp per output path, so that building elsewhere keeps this one.
 stamp=build/stamps/$(printf %s "$out" | sha256sum | cut -c1-16)
 mkdir -p build/stamps
@@ -58,7 +65,7 @@ fi
 tmp=$out.tmp.$$
 log=build/componentize.log
 trap 'rm -f "$tmp"' EXIT
-if ! "$tool" -d ../../wit -w consumer componentize app -o "$tmp" >"$log" 2>&1; then
+if ! "$tool" -d "$wit" -w consumer componentize app -o "$tmp" >"$log" 2>&1; then
     cat "$log" >&2
     fail "componentize-py failed (log: $here/$log)"
 fi

@@ -31,3 +31,4 @@ pub mod sandbox;
 pub mod service;
 pub mod store;
 pub mod stream_sum;
+pub mod template;

@@ -14,3 +14,4 @@ mod serve;
 mod shard_recovery;
 mod stream_sum;
 mod swap;
+mod templates;

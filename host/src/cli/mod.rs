@@ -17,6 +17,7 @@ pub mod chaos;
 pub mod chunker;
 pub mod journals;
 pub mod modules;
+pub mod new;
 pub mod serve;
 pub mod shards;
 pub mod specs_yaml;
@@ -55,6 +56,8 @@ enum Command {
     Chaos(chaos::ChaosCommand),
     /// Audit a stream-sum run: every sum committed once and correct.
     Audit(audit::AuditCommand),
+    /// Start a new consumer project from a template (Rust, Python, JavaScript or C).
+    New(new::NewCommand),
 }
 
 impl Cli {
@@ -83,6 +86,7 @@ impl Cli {
                 Command::Test(cmd) => cmd.execute().await,
                 Command::Chaos(cmd) => cmd.execute().await,
                 Command::Audit(cmd) => cmd.execute().await,
+                Command::New(cmd) => cmd.execute().await,
             }
         });
         match result {

@@ -359,7 +359,15 @@ async fn supervise(
                 }
                 failures += 1;
                 let error = err.to_string();
-                tracing::warn!(shard = %spec.id, failures, %error, "shard term failed");
+                if matches!(
+                    err,
+                    ShardError::InjectedCrash(_) | ShardError::Store(StoreError::InjectedCrash(_))
+                ) {
+                    // Planned by a test or `weir test --crash-every`: no alarm.
+                    tracing::info!(shard = %spec.id, failures, %error, "shard term crashed as planned");
+                } else {
+                    tracing::warn!(shard = %spec.id, failures, %error, "shard term failed");
+                }
                 if failures >= config.max_failures {
                     let _ = status.send(ShardStatus::Failed { error });
                     return;
