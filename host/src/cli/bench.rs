@@ -4,14 +4,15 @@
 use clap::{Args, Subcommand};
 
 use super::{
-    bench_journals::BenchJournals, bench_runtime::BenchRuntime, bench_sequencer::BenchSequencer,
-    bench_store::BenchStore, bench_summer::BenchSummer, bench_swap::BenchSwap,
+    bench_journals::BenchJournals, bench_limits::BenchLimits, bench_runtime::BenchRuntime,
+    bench_sequencer::BenchSequencer, bench_store::BenchStore, bench_summer::BenchSummer,
+    bench_swap::BenchSwap,
 };
 
 /// Measure the host's hot paths.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  weir bench journals\n  weir bench sequencer\n  weir bench store\n  weir bench summer\n  weir bench runtime\n  weir bench swap"
+    after_help = "Examples:\n  weir bench journals\n  weir bench sequencer\n  weir bench store\n  weir bench summer\n  weir bench runtime\n  weir bench swap\n  weir bench limits"
 )]
 pub struct BenchCommand {
     #[command(subcommand)]
@@ -32,6 +33,8 @@ enum Which {
     Runtime(BenchRuntime),
     /// Hot-swap pause: the gap in committed transactions around a swap.
     Swap(BenchSwap),
+    /// Guest limits: interrupt latency of a runaway guest, fuel, throughput with limits on vs off.
+    Limits(BenchLimits),
 }
 
 impl BenchCommand {
@@ -44,6 +47,7 @@ impl BenchCommand {
             Which::Summer(cmd) => cmd.execute().await,
             Which::Runtime(cmd) => cmd.execute().await,
             Which::Swap(cmd) => cmd.execute().await,
+            Which::Limits(cmd) => cmd.execute().await,
         }
     }
 }

@@ -67,16 +67,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
   weir bench summer --rate 5000 --duration 20
   weir bench summer --rate 0                  # throughput only")]
 pub struct BenchSummer {
-    /// Chunks per throughput run, over all partitions (rounded down to
-    /// whole streams).
-    #[arg(long, default_value_t = 200_000)]
-    chunks_total: u64,
-    /// Chunk partitions, one shard each.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    partitions: u32,
-    /// Data chunks per stream (each stream also has an empty final chunk).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
-    chunks: u32,
+    #[command(flatten)]
+    shape: RunShape,
     /// Throughput rounds; summers alternate which runs first, and the best
     /// round of each is reported.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -96,9 +88,34 @@ pub struct BenchSummer {
     data_dir: Option<PathBuf>,
 }
 
+/// The size of a throughput run (shared with `weir bench limits`).
+#[derive(Debug, Args)]
+pub(super) struct RunShape {
+    /// Chunks per throughput run, over all partitions (rounded down to
+    /// whole streams).
+    #[arg(long, default_value_t = 200_000)]
+    chunks_total: u64,
+    /// Chunk partitions, one shard each.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub(super) partitions: u32,
+    /// Data chunks per stream (each stream also has an empty final chunk).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) chunks: u32,
+}
+
+impl RunShape {
+    /// Streams per run, chunks per stream (with the final one), and chunks
+    /// per run.
+    pub(super) fn sizes(&self) -> (u64, u64, u64) {
+        let per_stream = u64::from(self.chunks) + 1;
+        let streams = (self.chunks_total / per_stream).max(1);
+        (streams, per_stream, streams * per_stream)
+    }
+}
+
 /// Which summer a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Summer {
+pub(super) enum Summer {
     Wasm,
     Native,
 }
@@ -113,13 +130,13 @@ impl Summer {
 }
 
 /// One throughput run.
-struct RunStats {
-    elapsed: Duration,
-    transactions: u64,
+pub(super) struct RunStats {
+    pub(super) elapsed: Duration,
+    pub(super) transactions: u64,
 }
 
 impl RunStats {
-    fn rate(&self, chunks: u64) -> f64 {
+    pub(super) fn rate(&self, chunks: u64) -> f64 {
         chunks as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -132,13 +149,17 @@ struct Partitions {
     specs: Vec<ShardSpec>,
 }
 
-/// What the benchmark shares between phases.
-struct Bench {
+/// What the benchmark shares between phases (and `weir bench limits`
+/// with it).
+pub(super) struct Bench {
     dir: PathBuf,
     broker: Broker,
     client: Arc<dyn JournalClient>,
     clock: Arc<AtomicClock>,
-    module: ConsumerModule,
+    /// The WASM summer.
+    pub(super) module: ConsumerModule,
+    /// The limits its instances run under.
+    pub(super) limits: GuestLimits,
     partitions: u32,
 }
 
@@ -146,49 +167,22 @@ impl BenchSummer {
     /// Runs both phases and prints the figures.
     pub async fn execute(self) -> Result<()> {
         let (dir, _temp) = super::data_dir_or_temp(self.data_dir.as_deref(), "weir-bench-summer-")?;
-        let broker = Broker::open(dir.join("broker"), BrokerConfig::default())
-            .await
-            .context("opening the broker")?;
-        let client: Arc<dyn JournalClient> = Arc::new(broker.clone());
-        client
-            .apply(vec![JournalChange::Upsert(
-                JournalSpec::new(SUMS_JOURNAL).with_labels(labels(names::SUM_TYPE)),
-            )])
-            .await
-            .context("creating the sums journal")?;
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(dir.join("module-cache")),
-            ..RuntimeConfig::default()
-        })
-        .context("starting the wasm runtime")?;
-        let module = runtime
-            .consumer_module(guests::SUMMER_WASM)
-            .context("loading the summer component")?;
-        let bench = Bench {
-            dir,
-            broker,
-            client,
-            clock: Arc::new(AtomicClock::now()),
-            module,
-            partitions: self.partitions,
-        };
+        let bench = Bench::open(dir, self.shape.partitions).await?;
         let seed = self.seed.unwrap_or_else(rand::random);
         let result = self.phases(&bench, seed).await;
-        bench.broker.shutdown().await;
+        bench.shutdown().await;
         result
     }
 
     async fn phases(&self, bench: &Bench, seed: u64) -> Result<()> {
-        let per_stream = u64::from(self.chunks) + 1;
-        let streams = (self.chunks_total / per_stream).max(1);
-        let chunks = streams * per_stream;
+        let (streams, per_stream, chunks) = self.shape.sizes();
         println!(
             "summer: {} partitions, {chunks} chunks per run ({streams} streams of {per_stream} \
              chunks), RocksDB stores, exactly-once commits, seed {seed}",
-            self.partitions
+            self.shape.partitions
         );
 
-        let alone = summers_alone(&bench.module, seed, streams, self.chunks).await?;
+        let alone = summers_alone(&bench.module, seed, streams, self.shape.chunks).await?;
         println!(
             "  summers alone (in memory, batches of {APP_BATCH}): wasm {:.3} µs/chunk, native \
              {:.3} µs/chunk ({:.2}x)",
@@ -205,20 +199,11 @@ impl BenchSummer {
                 [Summer::Native, Summer::Wasm]
             };
             for summer in order {
-                let partitions = bench
-                    .create_partitions(&format!("r{round}-{}", summer.name()))
-                    .await?;
-                let started = Instant::now();
-                let (heads, expected) = bench
-                    .prefill(&partitions, seed, streams, self.chunks)
-                    .await?;
-                let prefill = started.elapsed();
-                let sums_from = bench.broker.write_head(SUMS_JOURNAL)?;
-                let stats = bench.run_shards(summer, &partitions, &heads).await?;
-                bench
-                    .check_sums(sums_from, &expected)
+                let name = format!("r{round}-{}", summer.name());
+                let (stats, prefill) = bench
+                    .throughput(summer, &name, seed, streams, self.shape.chunks)
                     .await
-                    .with_context(|| format!("checking the {} summer's sums", summer.name()))?;
+                    .with_context(|| format!("the {} summer", summer.name()))?;
                 println!(
                     "  {:<6} round {}  {chunks} chunks in {:.2} s = {:>8.0} chunks/s, {} \
                      transactions (prefill {:.0} chunks/s)",
@@ -251,7 +236,7 @@ impl BenchSummer {
         if self.rate > 0 {
             let duration = Duration::from_secs(self.duration);
             let report = bench
-                .latency(self.rate, duration, self.chunks, seed.wrapping_add(1))
+                .latency(self.rate, duration, self.shape.chunks, seed.wrapping_add(1))
                 .await?;
             report.print(self.rate, duration);
         }
@@ -267,6 +252,67 @@ fn labels(message_type: &str) -> LabelSet {
 }
 
 impl Bench {
+    /// Opens a broker in `dir` with the sums journal, and compiles the
+    /// summer on a default runtime (its instances run under default limits).
+    pub(super) async fn open(dir: PathBuf, partitions: u32) -> Result<Bench> {
+        let broker = Broker::open(dir.join("broker"), BrokerConfig::default())
+            .await
+            .context("opening the broker")?;
+        let client: Arc<dyn JournalClient> = Arc::new(broker.clone());
+        client
+            .apply(vec![JournalChange::Upsert(
+                JournalSpec::new(SUMS_JOURNAL).with_labels(labels(names::SUM_TYPE)),
+            )])
+            .await
+            .context("creating the sums journal")?;
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.join("module-cache")),
+            ..RuntimeConfig::default()
+        })
+        .context("starting the wasm runtime")?;
+        let module = runtime
+            .consumer_module(guests::SUMMER_WASM)
+            .context("loading the summer component")?;
+        Ok(Bench {
+            dir,
+            broker,
+            client,
+            clock: Arc::new(AtomicClock::now()),
+            module,
+            limits: GuestLimits::default(),
+            partitions,
+        })
+    }
+
+    /// Shuts the broker down.
+    pub(super) async fn shutdown(&self) {
+        self.broker.shutdown().await;
+    }
+
+    /// One throughput run of `summer` over fresh partitions named `name`:
+    /// prefill them with `streams` generated streams, time the shards until
+    /// they have read through, and check every committed sum. Returns the
+    /// run and the time the prefill took.
+    pub(super) async fn throughput(
+        &self,
+        summer: Summer,
+        name: &str,
+        seed: u64,
+        streams: u64,
+        chunks: u32,
+    ) -> Result<(RunStats, Duration)> {
+        let partitions = self.create_partitions(name).await?;
+        let started = Instant::now();
+        let (heads, expected) = self.prefill(&partitions, seed, streams, chunks).await?;
+        let prefill = started.elapsed();
+        let sums_from = self.broker.write_head(SUMS_JOURNAL)?;
+        let stats = self.run_shards(summer, &partitions, &heads).await?;
+        self.check_sums(sums_from, &expected)
+            .await
+            .context("checking the sums")?;
+        Ok((stats, prefill))
+    }
+
     /// Creates the chunk partitions and recovery logs of `bench/summer/{name}`.
     async fn create_partitions(&self, name: &str) -> Result<Partitions> {
         let name = format!("bench/summer/{name}");
@@ -361,10 +407,11 @@ impl Bench {
             Summer::Native => Arc::new(|| Ok(Box::new(NativeSummer::new()) as _)),
             Summer::Wasm => {
                 let module = self.module.clone();
+                let limits = self.limits.clone();
                 let shard = shard.to_string();
                 Arc::new(move || {
                     let app = module
-                        .application(&shard, GuestLimits::default())
+                        .application(&shard, limits.clone())
                         .map_err(|err| AppError::Crashed(err.to_string()))?;
                     Ok(Box::new(app) as _)
                 })
@@ -611,6 +658,20 @@ async fn summers_alone(
     streams: u64,
     chunks: u32,
 ) -> Result<Alone> {
+    let envelopes = alone_envelopes(seed, streams, chunks)?;
+    let mut wasm = module.application("alone", GuestLimits::default())?;
+    tokio::task::spawn_blocking(move || {
+        let wasm = time_alone(&mut wasm, &envelopes)?;
+        let native = time_alone(&mut NativeSummer::new(), &envelopes)?;
+        Ok(Alone { wasm, native })
+    })
+    .await
+    .context("the benchmark thread died")?
+}
+
+/// The generated streams' chunks as envelopes in memory, framed as a shard
+/// reads them (with a UUID each).
+pub(super) fn alone_envelopes(seed: u64, streams: u64, chunks: u32) -> Result<Vec<Envelope>> {
     let journal: Arc<str> = Arc::from("bench/summer/alone/chunks/part-000");
     let producer = ProducerId::random();
     let mut begin = 0i64;
@@ -635,17 +696,12 @@ async fn summers_alone(
         ));
         begin = end;
     }
-    let mut wasm = module.application("alone", GuestLimits::default())?;
-    tokio::task::spawn_blocking(move || {
-        let wasm = time_alone(&mut wasm, &envelopes)?;
-        let native = time_alone(&mut NativeSummer::new(), &envelopes)?;
-        Ok(Alone { wasm, native })
-    })
-    .await
-    .context("the benchmark thread died")?
+    Ok(envelopes)
 }
 
-fn time_alone(app: &mut dyn Application, envelopes: &[Envelope]) -> Result<Duration> {
+/// Feeds `envelopes` to `app` in batches of [`APP_BATCH`] per call and per
+/// transaction (in-memory store, sums discarded): the time it took.
+pub(super) fn time_alone(app: &mut dyn Application, envelopes: &[Envelope]) -> Result<Duration> {
     let (mut store, mut sink) = (MemoryStore::default(), DiscardPublisher);
     let mut txn = TxnContext {
         shard: "alone",

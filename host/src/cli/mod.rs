@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod audit;
 pub mod bench;
 pub mod bench_journals;
+pub mod bench_limits;
 pub mod bench_runtime;
 pub mod bench_sequencer;
 pub mod bench_store;

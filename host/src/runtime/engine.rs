@@ -194,8 +194,23 @@ impl EpochTicker {
             .name("weir-epoch".into())
             .spawn(move || {
                 // recv_timeout is the sleep; a dropped sender ends the loop.
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
-                    engine.increment_epoch();
+                // Ticks fall on a fixed grid (start + n × tick): sleeping a
+                // whole tick after each wake-up would add every wake-up's
+                // delay to a deadline of many ticks.
+                let mut next = std::time::Instant::now() + tick;
+                loop {
+                    let wait = next.saturating_duration_since(std::time::Instant::now());
+                    match stopped.recv_timeout(wait) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => engine.increment_epoch(),
+                        _ => break,
+                    }
+                    next += tick;
+                    // After a long stall (a suspended process), catch up at
+                    // once rather than firing the missed ticks in a burst.
+                    let now = std::time::Instant::now();
+                    if next + tick < now {
+                        next = now + tick;
+                    }
                 }
             })
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
