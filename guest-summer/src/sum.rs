@@ -15,8 +15,8 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-#[path = "chunk_scan.rs"]
-mod chunk_scan;
+#[path = "scan.rs"]
+mod scan;
 
 /// A stream's identity: 16 random bytes, the key of its mapping to a chunk
 /// partition and of its sum in the store.
@@ -56,9 +56,9 @@ pub struct Chunk<'a> {
 impl<'a> Chunk<'a> {
     /// Parses a chunk document (a JSON object, its `UUID` field ignored).
     /// Plain documents take a one-pass scanner; anything else, and every
-    /// error, is serde_json's (see `chunk_scan`).
+    /// error, is serde_json's (see `scan`).
     pub fn parse(doc: &'a [u8]) -> Result<Chunk<'a>, String> {
-        if let Some(scanned) = chunk_scan::scan(doc) {
+        if let Some(scanned) = scan::chunk(doc) {
             return Ok(Chunk {
                 id: scanned.id,
                 seq_no: scanned.seq_no,
@@ -175,14 +175,20 @@ impl Sum {
         })
     }
 
-    /// The sum's JSON document (no `UUID`: the host assigns it).
+    /// The sum's JSON document (no `UUID`: the host assigns it), the bytes
+    /// serde_json's compact encoding gives (written directly: see `scan`).
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing a struct of integers and a byte array cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut doc = Vec::with_capacity(96);
+        scan::write_sum(&mut doc, &self.id, self.seq_no, self.value);
+        doc
     }
 
-    /// Parses a sum document.
+    /// Parses a sum document: plain ones with the one-pass scanner,
+    /// anything else, and every error, with serde_json.
     pub fn parse(doc: &[u8]) -> Result<Sum, String> {
+        if let Some((id, seq_no, value)) = scan::sum(doc) {
+            return Ok(Sum { id, seq_no, value });
+        }
         serde_json::from_slice(doc).map_err(|err| format!("malformed sum: {err}"))
     }
 }

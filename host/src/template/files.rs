@@ -63,8 +63,8 @@ pub(super) const RUST_SRC: [Embedded; 3] = [
         include_str!("../../../guest-summer/src/sum.rs"),
     ),
     (
-        "src/chunk_scan.rs",
-        include_str!("../../../guest-summer/src/chunk_scan.rs"),
+        "src/scan.rs",
+        include_str!("../../../guest-summer/src/scan.rs"),
     ),
 ];
 

@@ -411,15 +411,16 @@ fn rust_lib_rs() -> Result<String, TemplateError> {
 
 /// The Rust crate's dependencies, at the versions the workspace's guests
 /// use (a test compares them with the workspace's `Cargo.toml`).
-const RUST_DEPENDENCIES: [(&str, &str); 5] = [
+const RUST_DEPENDENCIES: [(&str, &str); 6] = [
     ("base64", "\"0.22\""),
     ("crc", "\"3\""),
+    ("itoa", "\"1\""),
     ("serde", "{ version = \"1\", features = [\"derive\"] }"),
     ("serde_json", "\"1\""),
     ("wit-bindgen", "\"0.61\""),
 ];
 
-/// The Rust crate's dev-dependencies (the chunk scanner's property tests).
+/// The Rust crate's dev-dependencies (the document scanner's property tests).
 const RUST_DEV_DEPENDENCIES: [(&str, &str); 1] = [("proptest", "\"1\"")];
 
 fn rust_cargo_toml(name: &str) -> String {
@@ -533,7 +534,7 @@ fn readme(lang: Lang, name: &str) -> String {
             "- `src/summer.rs`: the logic, over a `SummerHost` trait (the store and the publisher), \
              so that it runs and tests natively too;\n\
              - `src/sum.rs`: the data model (chunk and sum documents, CRC-64/XZ), and \
-             `src/chunk_scan.rs`, a fast path for reading chunk documents;\n\
+             `src/scan.rs`, a fast path for reading chunk and sum documents;\n\
              - `src/lib.rs`: the component: wit-bindgen's bindings of `wit/` (world `consumer`), \
              the exports calling the summer, the imports as its `SummerHost`;\n\
              - `Cargo.toml`, `rust-toolchain.toml` (the toolchain weir's own guests are built with, \

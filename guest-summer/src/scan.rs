@@ -1,20 +1,23 @@
-//! A fast path for reading chunk documents: one pass over the bytes for the
-//! shape Go's encoder and the chunker write, e.g.
-//! `{"UUID":"…","ID":[1,2,…,16],"SeqNo":3,"Data":"YmF0dGVyeQ=="}`.
+//! A fast path for reading the summer's two documents in one pass over the
+//! bytes, for the shapes Go's encoder and this crate write: chunks, e.g.
+//! `{"UUID":"…","ID":[1,2,…,16],"SeqNo":3,"Data":"YmF0dGVyeQ=="}`, and
+//! stored sums, e.g. `{"ID":[1,2,…,16],"SeqNo":3,"Value":42}`.
 //!
-//! Why: the summer's own work is mostly reading chunks, and serde_json's
-//! generic path (a visitor per field, a sequence visitor per `ID` byte) costs
-//! more than the CRC it feeds, twice as much again as WebAssembly. This
-//! scanner reads the known fields in any order, with any JSON whitespace.
+//! Why: most of the summer's work is reading a chunk, then reading and
+//! writing its stream's stored sum (a transaction touches many streams once
+//! each); serde_json's generic path (a visitor per field, a sequence visitor
+//! per `ID` byte) costs more than the CRC it feeds, and twice as much again
+//! compiled to WebAssembly. This scanner reads the known fields in any
+//! order, with any JSON whitespace.
 //!
-//! Guarantee: [`scan`] returns `Some` only for documents that serde_json's
-//! derived [`Chunk`](super::Chunk) parse accepts, and with the same values.
-//! Anything it does not fully understand — an escape or a non-ASCII byte in
-//! a string, an unknown or repeated key, a `UUID` that is not a string, a
-//! number with a sign, fraction, exponent or leading zero, an out-of-range
-//! number, trailing bytes — gives `None`, and the caller parses with
-//! serde_json, so unusual documents and every error behave exactly as
-//! serde_json decides.
+//! Guarantee: [`chunk`] and [`sum`] return `Some` only for documents that
+//! serde_json's derived parse of [`Chunk`](super::Chunk) / [`Sum`](super::Sum)
+//! accepts, and with the same values. Anything they do not fully understand
+//! — an escape or a non-ASCII byte in a string, an unknown or repeated key, a
+//! `UUID` that is not a string, a number with a sign, fraction, exponent or
+//! leading zero, an out-of-range number, trailing bytes — gives `None`, and
+//! the caller parses with serde_json, so unusual documents and every error
+//! behave exactly as serde_json decides.
 
 /// The fields of a chunk document.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +31,7 @@ pub(super) struct Scanned<'a> {
 }
 
 /// Reads `doc` if it is a plain chunk document (see the module docs).
-pub(super) fn scan(doc: &[u8]) -> Option<Scanned<'_>> {
+pub(super) fn chunk(doc: &[u8]) -> Option<Scanned<'_>> {
     let mut scanner = Scanner { doc, at: 0 };
     scanner.skip_whitespace();
     scanner.expect(b'{')?;
@@ -74,6 +77,63 @@ pub(super) fn scan(doc: &[u8]) -> Option<Scanned<'_>> {
         seq_no: seq_no?,
         data: data.flatten(),
     })
+}
+
+/// Reads `doc` if it is a plain sum document (see the module docs):
+/// `(ID, SeqNo, Value)`.
+pub(super) fn sum(doc: &[u8]) -> Option<([u8; 16], u64, u64)> {
+    let mut scanner = Scanner { doc, at: 0 };
+    scanner.skip_whitespace();
+    scanner.expect(b'{')?;
+    let (mut id, mut seq_no, mut value) = (None, None, None);
+    let mut uuid = false;
+    loop {
+        scanner.skip_whitespace();
+        let key = scanner.string()?;
+        scanner.skip_whitespace();
+        scanner.expect(b':')?;
+        scanner.skip_whitespace();
+        match key {
+            // A sum read back from the sums journal carries its UUID.
+            "UUID" if !uuid => {
+                scanner.string()?;
+                uuid = true;
+            }
+            "ID" if id.is_none() => id = Some(scanner.id()?),
+            "SeqNo" if seq_no.is_none() => seq_no = Some(scanner.unsigned(u64::MAX)?),
+            "Value" if value.is_none() => value = Some(scanner.unsigned(u64::MAX)?),
+            _ => return None,
+        }
+        scanner.skip_whitespace();
+        match scanner.next()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    scanner.skip_whitespace();
+    if scanner.at != doc.len() {
+        return None;
+    }
+    Some((id?, seq_no?, value?))
+}
+
+/// Appends `{"ID":[…],"SeqNo":n,"Value":n}` to `out`: the bytes
+/// serde_json's compact encoding of [`Sum`](super::Sum) gives.
+pub(super) fn write_sum(out: &mut Vec<u8>, id: &[u8; 16], seq_no: u64, value: u64) {
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"ID\":[");
+    for (index, byte) in id.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(digits.format(*byte).as_bytes());
+    }
+    out.extend_from_slice(b"],\"SeqNo\":");
+    out.extend_from_slice(digits.format(seq_no).as_bytes());
+    out.extend_from_slice(b",\"Value\":");
+    out.extend_from_slice(digits.format(value).as_bytes());
+    out.push(b'}');
 }
 
 /// A cursor over a document.
@@ -170,7 +230,7 @@ mod test {
 
     use super::*;
     // `super::super` is the `sum` module in both crates that include it.
-    use super::super::Chunk;
+    use super::super::{Chunk, Sum};
 
     const PLAIN: &str = r#"{"UUID":"9f2c9a4e-1d1e-11ef-8000-0123456789ab","ID":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,255],"SeqNo":7,"Data":"YmF0dGVyeQ=="}"#;
 
@@ -195,7 +255,7 @@ mod test {
     type StreamIdAndSeq = ([u8; 16], u64);
 
     fn by_scan(doc: &[u8]) -> Option<(StreamIdAndSeq, Option<String>)> {
-        let scanned = scan(doc)?;
+        let scanned = chunk(doc)?;
         Some((
             (scanned.id, scanned.seq_no),
             scanned.data.map(str::to_string),
@@ -204,7 +264,7 @@ mod test {
 
     #[test]
     fn reads_the_documents_the_chunker_and_go_write() {
-        let scanned = scan(PLAIN.as_bytes()).expect("plain chunk");
+        let scanned = chunk(PLAIN.as_bytes()).expect("plain chunk");
         assert_eq!(scanned.id[15], 255);
         assert_eq!(scanned.seq_no, 7);
         assert_eq!(scanned.data, Some("YmF0dGVyeQ=="));
@@ -217,12 +277,12 @@ mod test {
                 "{}",
                 String::from_utf8_lossy(&doc)
             );
-            assert!(scan(&doc).is_some());
+            assert!(chunk(&doc).is_some());
         }
         let spaced =
             " {\n\t\"SeqNo\" : 1 ,\"ID\":[ 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0 ], \"Data\":null }\r\n";
         assert_eq!(by_scan(spaced.as_bytes()), by_serde(spaced.as_bytes()));
-        assert!(scan(spaced.as_bytes()).is_some());
+        assert!(chunk(spaced.as_bytes()).is_some());
     }
 
     #[test]
@@ -250,7 +310,7 @@ mod test {
             "[]",
         ];
         for doc in unusual {
-            assert_eq!(scan(doc.as_bytes()), None, "{doc}");
+            assert_eq!(chunk(doc.as_bytes()), None, "{doc}");
         }
     }
 
@@ -286,7 +346,74 @@ mod test {
         #[test]
         fn reads_every_generated_chunk(id in any::<[u8; 16]>(), seq_no in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..64)) {
             let doc = Chunk::to_json(&id, seq_no, &data);
-            prop_assert!(scan(&doc).is_some());
+            prop_assert!(chunk(&doc).is_some());
+        }
+    }
+
+    fn sum_by_serde(doc: &[u8]) -> Option<([u8; 16], u64, u64)> {
+        let parsed: Sum = serde_json::from_slice(doc).ok()?;
+        Some((parsed.id, parsed.seq_no, parsed.value))
+    }
+
+    #[test]
+    fn reads_and_writes_sums_as_serde_does() {
+        let sum = Sum {
+            id: [255u8; 16],
+            seq_no: u64::MAX,
+            value: u64::MAX,
+        };
+        let mut written = Vec::new();
+        write_sum(&mut written, &sum.id, sum.seq_no, sum.value);
+        assert_eq!(written, serde_json::to_vec(&sum).unwrap());
+        assert_eq!(super::sum(&written), Some((sum.id, sum.seq_no, sum.value)));
+        let journaled = format!(
+            "{{\"UUID\":\"9f2c9a4e-1d1e-11ef-8000-0123456789ab\",{}",
+            String::from_utf8(written[1..].to_vec()).unwrap()
+        );
+        assert_eq!(
+            super::sum(journaled.as_bytes()),
+            sum_by_serde(journaled.as_bytes())
+        );
+        assert!(super::sum(journaled.as_bytes()).is_some());
+        for unusual in [
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1,"Value":2,"Value":2}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1,"Value":-2}"#,
+            r#"{"ID":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"SeqNo":1,"Value":2,"Data":null}"#,
+        ] {
+            assert_eq!(super::sum(unusual.as_bytes()), None, "{unusual}");
+        }
+    }
+
+    proptest! {
+        /// Sums written here are serde's bytes, read back by the scanner;
+        /// whatever the scanner accepts of a damaged sum, serde reads the
+        /// same.
+        #[test]
+        fn sums_never_disagree_with_serde(
+            id in any::<[u8; 16]>(),
+            seq_no in any::<u64>(),
+            value in any::<u64>(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..3),
+        ) {
+            let mut doc = Vec::new();
+            write_sum(&mut doc, &id, seq_no, value);
+            prop_assert_eq!(&doc, &serde_json::to_vec(&Sum { id, seq_no, value }).unwrap());
+            prop_assert_eq!(super::sum(&doc), Some((id, seq_no, value)));
+            for (at, byte, how) in edits {
+                if doc.is_empty() {
+                    break;
+                }
+                let at = at.index(doc.len());
+                match how {
+                    0 => doc[at] = byte,
+                    1 => { doc.remove(at); }
+                    _ => doc.insert(at, byte),
+                }
+            }
+            if let Some(scanned) = super::sum(&doc) {
+                prop_assert_eq!(Some(scanned), sum_by_serde(&doc), "{}", String::from_utf8_lossy(&doc));
+            }
         }
     }
 }
