@@ -4,15 +4,15 @@
 use clap::{Args, Subcommand};
 
 use super::{
-    bench_journals::BenchJournals, bench_limits::BenchLimits, bench_runtime::BenchRuntime,
-    bench_sequencer::BenchSequencer, bench_store::BenchStore, bench_summer::BenchSummer,
-    bench_swap::BenchSwap,
+    bench_guests::BenchGuests, bench_journals::BenchJournals, bench_limits::BenchLimits,
+    bench_runtime::BenchRuntime, bench_sequencer::BenchSequencer, bench_store::BenchStore,
+    bench_summer::BenchSummer, bench_swap::BenchSwap,
 };
 
 /// Measure the host's hot paths.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  weir bench journals\n  weir bench sequencer\n  weir bench store\n  weir bench summer\n  weir bench runtime\n  weir bench swap\n  weir bench limits"
+    after_help = "Examples:\n  weir bench journals\n  weir bench sequencer\n  weir bench store\n  weir bench summer\n  weir bench runtime\n  weir bench swap\n  weir bench limits\n  weir bench guests --guest python=target/guests/python-summer.wasm"
 )]
 pub struct BenchCommand {
     #[command(subcommand)]
@@ -35,6 +35,8 @@ enum Which {
     Swap(BenchSwap),
     /// Guest limits: interrupt latency of a runaway guest, fuel, throughput with limits on vs off.
     Limits(BenchLimits),
+    /// The summer in every language: size, compile, instantiate, throughput.
+    Guests(BenchGuests),
 }
 
 impl BenchCommand {
@@ -48,6 +50,7 @@ impl BenchCommand {
             Which::Runtime(cmd) => cmd.execute().await,
             Which::Swap(cmd) => cmd.execute().await,
             Which::Limits(cmd) => cmd.execute().await,
+            Which::Guests(cmd) => cmd.execute().await,
         }
     }
 }

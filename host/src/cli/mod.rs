@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit;
 pub mod bench;
+pub mod bench_guests;
 pub mod bench_journals;
 pub mod bench_limits;
 pub mod bench_runtime;
