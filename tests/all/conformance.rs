@@ -148,6 +148,19 @@ fn assert_same_output(summer: &Summer, input: &Path, expected: &Path, crash_ever
     }
 }
 
+/// Runs the reference summer on `input` and returns the file of what it
+/// committed (`<dir of input>/<name>.expected.jsonl`).
+fn reference_output(reference: &Summer, input: &Path, name: &str) -> PathBuf {
+    let path = input.with_file_name(format!("{name}.expected.jsonl"));
+    let output = weir_test(reference, input, &["--output", path.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        describe(reference, "reference", &output)
+    );
+    path
+}
+
 /// A deterministic interleaving of `streams` streams of `chunks` data chunks
 /// each (plus the final empty chunk), as chunk documents without UUIDs.
 fn interleaved(streams: u8, chunks: u64) -> String {
@@ -190,17 +203,7 @@ fn every_summer_commits_exactly_the_reference_sums_through_crashes() {
     let summers = summers(dir.path());
     let input = dir.path().join("interleaved.jsonl");
     std::fs::write(&input, interleaved(40, 12)).unwrap();
-    let reference = dir.path().join("interleaved.expected.jsonl");
-    let output = weir_test(
-        &summers[0],
-        &input,
-        &["--output", reference.to_str().unwrap()],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        describe(&summers[0], "reference", &output)
-    );
+    let reference = reference_output(&summers[0], &input, "interleaved");
     let committed = std::fs::read_to_string(&reference).unwrap();
     assert_eq!(
         committed
@@ -281,17 +284,7 @@ fn every_summer_ignores_acks_of_transactional_chunks() {
 
     // The reference commits the plain fixture's sums and store (sums in the
     // order the transactions delivered their final chunks).
-    let reference = dir.path().join("transactional.expected.jsonl");
-    let output = weir_test(
-        &summers[0],
-        &input,
-        &["--output", reference.to_str().unwrap()],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        describe(&summers[0], "reference", &output)
-    );
+    let reference = reference_output(&summers[0], &input, "transactional");
     let sorted = |text: String| {
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         lines.sort();
