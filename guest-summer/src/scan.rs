@@ -32,24 +32,11 @@ pub(super) struct Scanned<'a> {
 
 /// Reads `doc` if it is a plain chunk document (see the module docs).
 pub(super) fn chunk(doc: &[u8]) -> Option<Scanned<'_>> {
-    let mut scanner = Scanner { doc, at: 0 };
-    scanner.skip_whitespace();
-    scanner.expect(b'{')?;
     let mut id = None;
     let mut seq_no = None;
     let mut data: Option<Option<&str>> = None;
-    let mut uuid = false;
-    loop {
-        scanner.skip_whitespace();
-        let key = scanner.string()?;
-        scanner.skip_whitespace();
-        scanner.expect(b':')?;
-        scanner.skip_whitespace();
+    object(doc, |key, scanner| {
         match key {
-            "UUID" if !uuid => {
-                scanner.string()?;
-                uuid = true;
-            }
             "ID" if id.is_none() => id = Some(scanner.id()?),
             "SeqNo" if seq_no.is_none() => seq_no = Some(scanner.unsigned(u64::MAX)?),
             "Data" if data.is_none() => {
@@ -61,17 +48,8 @@ pub(super) fn chunk(doc: &[u8]) -> Option<Scanned<'_>> {
             }
             _ => return None,
         }
-        scanner.skip_whitespace();
-        match scanner.next()? {
-            b',' => continue,
-            b'}' => break,
-            _ => return None,
-        }
-    }
-    scanner.skip_whitespace();
-    if scanner.at != doc.len() {
-        return None;
-    }
+        Some(())
+    })?;
     Some(Scanned {
         id: id?,
         seq_no: seq_no?,
@@ -80,12 +58,32 @@ pub(super) fn chunk(doc: &[u8]) -> Option<Scanned<'_>> {
 }
 
 /// Reads `doc` if it is a plain sum document (see the module docs):
-/// `(ID, SeqNo, Value)`.
+/// `(ID, SeqNo, Value)`. A sum read back from the sums journal carries its
+/// UUID, which is skipped.
 pub(super) fn sum(doc: &[u8]) -> Option<([u8; 16], u64, u64)> {
+    let (mut id, mut seq_no, mut value) = (None, None, None);
+    object(doc, |key, scanner| {
+        match key {
+            "ID" if id.is_none() => id = Some(scanner.id()?),
+            "SeqNo" if seq_no.is_none() => seq_no = Some(scanner.unsigned(u64::MAX)?),
+            "Value" if value.is_none() => value = Some(scanner.unsigned(u64::MAX)?),
+            _ => return None,
+        }
+        Some(())
+    })?;
+    Some((id?, seq_no?, value?))
+}
+
+/// Walks `doc` as one JSON object with nothing after it: a `UUID` string
+/// (once) is skipped; every other key is handed to `field` with the
+/// scanner at its value, which `field` must read (or return `None`).
+fn object<'a>(
+    doc: &'a [u8],
+    mut field: impl FnMut(&'a str, &mut Scanner<'a>) -> Option<()>,
+) -> Option<()> {
     let mut scanner = Scanner { doc, at: 0 };
     scanner.skip_whitespace();
     scanner.expect(b'{')?;
-    let (mut id, mut seq_no, mut value) = (None, None, None);
     let mut uuid = false;
     loop {
         scanner.skip_whitespace();
@@ -93,16 +91,11 @@ pub(super) fn sum(doc: &[u8]) -> Option<([u8; 16], u64, u64)> {
         scanner.skip_whitespace();
         scanner.expect(b':')?;
         scanner.skip_whitespace();
-        match key {
-            // A sum read back from the sums journal carries its UUID.
-            "UUID" if !uuid => {
-                scanner.string()?;
-                uuid = true;
-            }
-            "ID" if id.is_none() => id = Some(scanner.id()?),
-            "SeqNo" if seq_no.is_none() => seq_no = Some(scanner.unsigned(u64::MAX)?),
-            "Value" if value.is_none() => value = Some(scanner.unsigned(u64::MAX)?),
-            _ => return None,
+        if key == "UUID" && !uuid {
+            scanner.string()?;
+            uuid = true;
+        } else {
+            field(key, &mut scanner)?;
         }
         scanner.skip_whitespace();
         match scanner.next()? {
@@ -112,10 +105,7 @@ pub(super) fn sum(doc: &[u8]) -> Option<([u8; 16], u64, u64)> {
         }
     }
     scanner.skip_whitespace();
-    if scanner.at != doc.len() {
-        return None;
-    }
-    Some((id?, seq_no?, value?))
+    (scanner.at == doc.len()).then_some(())
 }
 
 /// Appends `{"ID":[…],"SeqNo":n,"Value":n}` to `out`: the bytes
