@@ -39,7 +39,8 @@ pub const DEFAULT_STORE_MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// Largest total of key and value bytes one transaction may write, in bytes
 /// (it becomes one recovery-log record).
 pub const DEFAULT_STORE_MAX_TXN_BYTES: usize = 64 * 1024 * 1024;
-/// Most entries one store `scan` may ask for, in entries.
+/// Most entries one store `scan` (and keys one guest `get-many`) may ask
+/// for, in entries.
 pub const DEFAULT_STORE_MAX_SCAN_ENTRIES: usize = 100_000;
 /// Largest recovery-log record a reader accepts, in bytes (a bound on the
 /// memory a damaged length field can make a reader allocate).
@@ -77,6 +78,10 @@ pub const DEFAULT_EPOCH_TICK_MS: u64 = 10;
 /// messages are split into batches below it (a larger single document is
 /// sent alone). Keeps a batch well inside the guest's memory.
 pub const GUEST_BATCH_MAX_DOC_BYTES: usize = 16 << 20;
+/// Key and value bytes of `put`s and `delete`s a guest call buffers before
+/// they are applied (they are also applied before any read and when the call
+/// returns).
+pub const GUEST_WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// Largest linear memory of a consumer guest instance, in bytes.
 pub const DEFAULT_GUEST_MEMORY_BYTES: usize = 128 << 20;
 /// Fuel (roughly wasm instructions) per guest call; `None` = no fuel
@@ -127,6 +132,12 @@ pub const DEFAULT_FRAGMENT_LENGTH: u64 = 16 << 20;
 pub const DEFAULT_READ_CHUNK_SIZE: usize = (32 << 10) - 32;
 /// Appends queued per journal before appenders wait, in appends.
 pub const DEFAULT_APPEND_QUEUE_DEPTH: usize = 8192;
+/// How long opening a data directory waits for its lock, in milliseconds.
+/// A lock lives as long as any descriptor of its file: a predecessor that
+/// just exited, or a child this process forked at the moment the lock was
+/// released (it holds the descriptor until it execs), keeps it a moment
+/// longer than the broker that owned it.
+pub const DEFAULT_DIR_LOCK_WAIT_MS: u64 = 2_000;
 
 // --- server ---
 

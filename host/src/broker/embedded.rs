@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -47,6 +47,8 @@ pub struct BrokerConfig {
     pub read_chunk_size: usize,
     /// Appends queued per journal before appenders wait.
     pub append_queue_depth: usize,
+    /// How long [`Broker::open`] waits for the data directory's lock.
+    pub lock_wait: Duration,
     /// Where the bytes live: [`FsBackend`] for real, or a fault-injecting
     /// [`SimBackend`](super::sim::SimBackend) in tests.
     pub backend: Arc<dyn Backend>,
@@ -66,6 +68,7 @@ impl BrokerConfig {
             fragment_length: limits::DEFAULT_FRAGMENT_LENGTH,
             read_chunk_size: limits::DEFAULT_READ_CHUNK_SIZE,
             append_queue_depth: limits::DEFAULT_APPEND_QUEUE_DEPTH,
+            lock_wait: Duration::from_millis(limits::DEFAULT_DIR_LOCK_WAIT_MS),
             backend,
         }
     }
@@ -186,17 +189,19 @@ impl Broker {
     ///
     /// A damaged journal does not make `open` fail: it is logged and kept in
     /// a state that reports the damage (see [`BrokerError::Corrupt`]). `open`
-    /// fails if the directory is locked by another broker
-    /// ([`BrokerError::Unavailable`]) or cannot be read.
+    /// fails if the directory stays locked by another broker for
+    /// [`BrokerConfig::lock_wait`] ([`BrokerError::Unavailable`]) or cannot
+    /// be read.
     pub async fn open(dir: impl AsRef<Path>, config: BrokerConfig) -> Result<Broker, BrokerError> {
         let root = dir.as_ref().to_path_buf();
         let backend = config.backend.clone();
         let open_root = root.clone();
+        let lock_wait = config.lock_wait;
         let Opened {
             lock: dir_lock,
             revision: stored,
             journals: found,
-        } = blocking(move || open_directory(backend.as_ref(), &open_root)).await??;
+        } = blocking(move || open_directory(backend.as_ref(), &open_root, lock_wait)).await??;
         // Never below a stored revision, and never 0 (Gazette's "absent").
         let registry = found
             .iter()
@@ -549,8 +554,45 @@ impl Inner {
     }
 }
 
+/// Takes the lock of `root`, waiting up to `wait` for its holder to let go
+/// (see [`limits::DEFAULT_DIR_LOCK_WAIT_MS`] for why a released lock can
+/// linger). Runs on a blocking thread, so it may sleep.
+fn lock_directory(
+    backend: &dyn Backend,
+    root: &Path,
+    wait: Duration,
+) -> Result<Box<dyn DirLock>, BrokerError> {
+    const POLL: Duration = Duration::from_millis(10);
+    let deadline = Instant::now() + wait;
+    loop {
+        match backend.lock_dir(root) {
+            Ok(lock) => return Ok(lock),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(BrokerError::Unavailable(format!(
+                        "{err} (waited {wait:?}): stop the weir process using this data \
+                         directory, or give this one another data directory"
+                    )));
+                }
+                std::thread::sleep(POLL.min(deadline - now));
+            }
+            Err(err) => {
+                return Err(BrokerError::Io {
+                    context: format!("locking {}", root.display()),
+                    source: err,
+                });
+            }
+        }
+    }
+}
+
 /// Blocking part of [`Broker::open`].
-fn open_directory(backend: &dyn Backend, root: &Path) -> Result<Opened, BrokerError> {
+fn open_directory(
+    backend: &dyn Backend,
+    root: &Path,
+    lock_wait: Duration,
+) -> Result<Opened, BrokerError> {
     let journals_dir = root.join(JOURNALS_DIR);
     backend
         .create_dir_all(&journals_dir)
@@ -558,13 +600,7 @@ fn open_directory(backend: &dyn Backend, root: &Path) -> Result<Opened, BrokerEr
     backend
         .sync_dir(root)
         .map_err(io_error(format!("syncing {}", root.display())))?;
-    let dir_lock = backend.lock_dir(root).map_err(|err| match err.kind() {
-        io::ErrorKind::WouldBlock => BrokerError::Unavailable(err.to_string()),
-        _ => BrokerError::Io {
-            context: format!("locking {}", root.display()),
-            source: err,
-        },
-    })?;
+    let dir_lock = lock_directory(backend, root, lock_wait)?;
     apply::redo_pending(backend, root).map_err(io_error("completing an interrupted Apply"))?;
     let stored = revision::read_registry(backend, root)
         .map_err(io_error("reading the registry revision (inspect the file)"))?;
@@ -736,6 +772,21 @@ mod test {
 
     async fn open(disk: &SimBackend) -> Broker {
         Broker::open(ROOT, config(disk)).await.expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_lock_released_during_the_wait_is_taken() {
+        let disk = SimBackend::new();
+        // A lock that outlives its broker by a moment, as a descriptor
+        // inherited by a forked child does until the child execs.
+        let lingering = disk.lock_dir(Path::new(ROOT)).expect("lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(lingering);
+        });
+        let broker = Broker::open(ROOT, config(&disk)).await.expect("open");
+        release.join().expect("release");
+        create(&broker, JournalSpec::new("a/bcd")).await;
     }
 
     async fn create(broker: &Broker, spec: JournalSpec) {
@@ -1142,8 +1193,14 @@ mod test {
                         for i in 0.. {
                             let text =
                                 format!("w{w}-{i}:{}\n", "x".repeat((i * 37 + w * 11) % 300));
-                            if let Ok(r) = broker.append(request(journal, &text)).await {
-                                let _ = acks.send((r.begin, r.end, text));
+                            match broker.append(request(journal, &text)).await {
+                                Ok(r) => {
+                                    let _ = acks.send((r.begin, r.end, text));
+                                }
+                                // After the crash appends fail at once: yield,
+                                // or `abort` (and the runtime's shutdown) never
+                                // gets a chance to stop this loop.
+                                Err(_) => tokio::task::yield_now().await,
                             }
                         }
                     })
@@ -1659,10 +1716,19 @@ mod test {
     async fn one_data_directory_serves_one_broker_at_a_time() {
         let disk = SimBackend::new();
         let broker = open(&disk).await;
-        assert!(matches!(
-            Broker::open(ROOT, config(&disk)).await,
-            Err(BrokerError::Unavailable(_))
-        ));
+        let impatient = BrokerConfig {
+            lock_wait: Duration::from_millis(50),
+            ..config(&disk)
+        };
+        let started = Instant::now();
+        match Broker::open(ROOT, impatient).await {
+            Err(BrokerError::Unavailable(why)) => {
+                assert!(why.contains(ROOT) && why.contains("waited 50ms"), "{why}");
+            }
+            Err(err) => panic!("expected Unavailable, got {err}"),
+            Ok(_) => panic!("two brokers opened one directory"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(50));
         broker.shutdown().await;
         assert!(matches!(
             broker.write_head("x/yz"),
