@@ -17,6 +17,8 @@ pub struct MemoryStore {
     pub data: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Make `get` fail.
     pub fail_reads: bool,
+    /// Make `put` and `delete` fail.
+    pub fail_writes: bool,
 }
 
 impl TxnStore for MemoryStore {
@@ -28,11 +30,17 @@ impl TxnStore for MemoryStore {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), TxnStoreError> {
+        if self.fail_writes {
+            return Err(TxnStoreError::Failed("injected write failure".into()));
+        }
         self.data.insert(key.to_vec(), value.to_vec());
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), TxnStoreError> {
+        if self.fail_writes {
+            return Err(TxnStoreError::Failed("injected write failure".into()));
+        }
         self.data.remove(key);
         Ok(())
     }

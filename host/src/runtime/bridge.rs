@@ -13,6 +13,11 @@
 //! Every store or publish failure is also recorded as the call's
 //! **failure**: the adapter fails the transaction with it whatever the guest
 //! returns, so a guest cannot swallow a store error.
+//!
+//! A suspension is the expensive part of an import, so writes do not take
+//! one: `put` and `delete` are [buffered](Bridge::buffer) in the slot and
+//! applied, in order, by `drive` before it serves the next request and when
+//! the call returns. Reads therefore still see every earlier write.
 
 use std::future::Future;
 use std::pin::pin;
@@ -26,10 +31,15 @@ use crate::consumer::{PublishError, TxnContext, TxnStoreError};
 pub enum Request {
     /// `store.get`
     Get(Vec<u8>),
-    /// `store.put`
-    Put(Vec<u8>, Vec<u8>),
-    /// `store.delete`
-    Delete(Vec<u8>),
+    /// `store.get-many`
+    GetMany {
+        /// The keys, answered in this order.
+        keys: Vec<Vec<u8>>,
+        /// Most value bytes in the answer.
+        max_bytes: usize,
+    },
+    /// Apply the buffered writes now (the buffer is full).
+    Flush,
     /// `store.scan`
     Scan {
         /// First key (inclusive).
@@ -48,6 +58,24 @@ pub enum Request {
     },
 }
 
+/// A buffered `store.put` or `store.delete`.
+#[derive(Debug)]
+pub enum Write {
+    /// Set a key to a value.
+    Put(Vec<u8>, Vec<u8>),
+    /// Delete a key.
+    Delete(Vec<u8>),
+}
+
+impl Write {
+    fn bytes(&self) -> usize {
+        match self {
+            Write::Put(key, value) => key.len() + value.len(),
+            Write::Delete(key) => key.len(),
+        }
+    }
+}
+
 /// Key-value pairs returned by a scan.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -56,7 +84,9 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub enum Response {
     /// For `Get`.
     Value(Result<Option<Vec<u8>>, TxnStoreError>),
-    /// For `Put` and `Delete`.
+    /// For `GetMany`.
+    Values(Result<Vec<Option<Vec<u8>>>, TxnStoreError>),
+    /// For `Flush`.
     Written(Result<(), TxnStoreError>),
     /// For `Scan`.
     Entries(Result<Entries, TxnStoreError>),
@@ -86,6 +116,10 @@ pub enum Stalled {
 struct Slot {
     request: Option<Request>,
     response: Option<Response>,
+    /// Writes not yet applied, in order.
+    writes: Vec<Write>,
+    /// Key and value bytes of `writes`.
+    write_bytes: usize,
     /// The first failure of the current call.
     failure: Option<Failure>,
 }
@@ -106,6 +140,15 @@ impl Bridge {
             None => Poll::Pending,
         })
         .await
+    }
+
+    /// Guest side: queues `write` without suspending; returns the bytes now
+    /// buffered (the caller flushes past its bound).
+    pub fn buffer(&self, write: Write) -> usize {
+        let mut slot = self.lock();
+        slot.write_bytes += write.bytes();
+        slot.writes.push(write);
+        slot.write_bytes
     }
 
     /// Guest side: records a failure found before a request reached the
@@ -129,17 +172,46 @@ impl Bridge {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                // A failed write is the call's failure; the output stands.
+                let _ = self.apply_writes(txn);
                 return Ok(output);
             }
             let Some(request) = self.lock().request.take() else {
                 return Err(Stalled::WithoutRequest);
             };
-            let (response, failure) = serve(request, txn);
+            let (response, failure) = match self.apply_writes(txn) {
+                // A read after a failed write must not look like success.
+                Err(err) if !matches!(request, Request::Publish { .. }) => {
+                    (failed_response(&request, err), None)
+                }
+                _ => serve(request, txn),
+            };
             if let Some(failure) = failure {
                 self.fail(failure);
             }
             self.lock().response = Some(response);
         }
+    }
+
+    /// Applies the buffered writes in order, stopping at the first failure
+    /// (recorded as the call's); the rest are dropped with the transaction.
+    fn apply_writes(&self, txn: &mut TxnContext<'_>) -> Result<(), TxnStoreError> {
+        let writes = {
+            let mut slot = self.lock();
+            slot.write_bytes = 0;
+            std::mem::take(&mut slot.writes)
+        };
+        for write in writes {
+            let applied = match &write {
+                Write::Put(key, value) => txn.store.put(key, value),
+                Write::Delete(key) => txn.store.delete(key),
+            };
+            if let Err(err) = applied {
+                self.fail(Failure::Store(copy_store_error(&err)));
+                return Err(err);
+            }
+        }
+        Ok(())
     }
 
     /// Host side: the first failure of the call, clearing it.
@@ -157,6 +229,17 @@ impl Bridge {
     }
 }
 
+/// The answer to a store `request` (not a publish) when an earlier
+/// buffered write failed with `err` (already recorded).
+fn failed_response(request: &Request, err: TxnStoreError) -> Response {
+    match request {
+        Request::Get(_) => Response::Value(Err(err)),
+        Request::GetMany { .. } => Response::Values(Err(err)),
+        Request::Scan { .. } => Response::Entries(Err(err)),
+        Request::Flush | Request::Publish { .. } => Response::Written(Err(err)),
+    }
+}
+
 /// Serves one request; a failed one also yields its [`Failure`].
 fn serve(request: Request, txn: &mut TxnContext<'_>) -> (Response, Option<Failure>) {
     let store_failure = |err: &TxnStoreError| Some(Failure::Store(copy_store_error(err)));
@@ -166,16 +249,13 @@ fn serve(request: Request, txn: &mut TxnContext<'_>) -> (Response, Option<Failur
             let failure = result.as_ref().err().and_then(store_failure);
             (Response::Value(result), failure)
         }
-        Request::Put(key, value) => {
-            let result = txn.store.put(&key, &value);
+        Request::GetMany { keys, max_bytes } => {
+            let result = get_many(txn, &keys, max_bytes);
             let failure = result.as_ref().err().and_then(store_failure);
-            (Response::Written(result), failure)
+            (Response::Values(result), failure)
         }
-        Request::Delete(key) => {
-            let result = txn.store.delete(&key);
-            let failure = result.as_ref().err().and_then(store_failure);
-            (Response::Written(result), failure)
-        }
+        // `drive` applied the writes before serving this.
+        Request::Flush => (Response::Written(Ok(())), None),
         Request::Scan { start, end, limit } => {
             let result = txn.store.scan(&start, &end, limit);
             let failure = result.as_ref().err().and_then(store_failure);
@@ -190,6 +270,28 @@ fn serve(request: Request, txn: &mut TxnContext<'_>) -> (Response, Option<Failur
             (Response::Published(result), failure)
         }
     }
+}
+
+/// The values of `keys`, refused once they pass `max_bytes` in total.
+fn get_many(
+    txn: &mut TxnContext<'_>,
+    keys: &[Vec<u8>],
+    max_bytes: usize,
+) -> Result<Vec<Option<Vec<u8>>>, TxnStoreError> {
+    let mut bytes = 0usize;
+    let mut values = Vec::with_capacity(keys.len());
+    for key in keys {
+        let value = txn.store.get(key)?;
+        bytes = bytes.saturating_add(value.as_ref().map_or(0, Vec::len));
+        if bytes > max_bytes {
+            return Err(TxnStoreError::LimitExceeded(format!(
+                "the values of a get-many of {} keys exceed {max_bytes} bytes",
+                keys.len()
+            )));
+        }
+        values.push(value);
+    }
+    Ok(values)
 }
 
 /// A copy of a store error (the error types are not `Clone`).

@@ -7,16 +7,21 @@
 //! request crosses the [`Bridge`]; a refusal is both returned to the guest
 //! as a WIT error and recorded as the call's failure, so the transaction
 //! fails even if the guest ignores the error.
+//!
+//! `put` and `delete` do not suspend the guest: they are buffered in the
+//! [`Bridge`] (applied before the next read or publish, at the end of the
+//! call, or when [`limits::GUEST_WRITE_BUFFER_BYTES`] fill up).
 
 use std::sync::Arc;
 
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use super::bindings::consumer::weir::guest::{log, publisher, store, types};
-use super::bridge::{Bridge, Failure, Request, Response};
+use super::bridge::{Bridge, Failure, Request, Response, Write};
 use super::limits::GuestLimits;
 use super::state::{GuestLogLevel, Sandbox};
 use crate::consumer::{PublishError, TxnStoreError};
+use crate::limits;
 
 /// A consumer guest's store data.
 pub struct ConsumerData {
@@ -64,6 +69,17 @@ impl ConsumerData {
             )));
         }
         Ok(())
+    }
+
+    /// Buffers `write`, applying the buffer if it is full.
+    async fn write(&mut self, write: Write) -> Result<(), store::StoreError> {
+        if self.bridge.buffer(write) < limits::GUEST_WRITE_BUFFER_BYTES {
+            return Ok(());
+        }
+        match self.bridge.call(Request::Flush).await {
+            Response::Written(result) => result.map_err(wit_store_error),
+            _ => Err(store::StoreError::Failed(self.mismatched())),
+        }
     }
 
     /// A response that does not match its request: a bug in the bridge;
@@ -119,16 +135,31 @@ impl store::Host for ConsumerData {
                 self.limits.max_value_bytes
             )));
         }
-        match self.bridge.call(Request::Put(key, value)).await {
-            Response::Written(result) => result.map_err(wit_store_error),
-            _ => Err(store::StoreError::Failed(self.mismatched())),
-        }
+        self.write(Write::Put(key, value)).await
     }
 
     async fn delete(&mut self, key: Vec<u8>) -> Result<(), store::StoreError> {
         self.check_key(&key)?;
-        match self.bridge.call(Request::Delete(key)).await {
-            Response::Written(result) => result.map_err(wit_store_error),
+        self.write(Write::Delete(key)).await
+    }
+
+    async fn get_many(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<Option<Vec<u8>>>, store::StoreError> {
+        if keys.len() > self.limits.max_scan_entries {
+            return Err(self.refuse_store(format!(
+                "a get-many of {} keys exceeds {} keys",
+                keys.len(),
+                self.limits.max_scan_entries
+            )));
+        }
+        for key in &keys {
+            self.check_key(key)?;
+        }
+        let max_bytes = self.limits.memory_bytes;
+        match self.bridge.call(Request::GetMany { keys, max_bytes }).await {
+            Response::Values(result) => result.map_err(wit_store_error),
             _ => Err(store::StoreError::Failed(self.mismatched())),
         }
     }

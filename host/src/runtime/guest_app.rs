@@ -904,6 +904,82 @@ mod test {
     }
 
     #[test]
+    fn buffered_writes_apply_before_a_read_and_when_the_call_returns() {
+        let mut app = hostile(GuestLimits::default());
+        let mut txn = Txn::default();
+        let run = [message("put:a=1"), message("get:a")];
+        match app.consume_messages(&mut txn.context(), &run) {
+            Err((1, AppError::Rejected(value))) => assert_eq!(value, "1"),
+            other => panic!("the get must see the put of the same call, got {other:?}"),
+        }
+        app.consume_message(&mut txn.context(), &message("put:b=2"))
+            .expect("put");
+        assert_eq!(
+            txn.store.data[&b"b"[..]],
+            b"2",
+            "applied when the call returned"
+        );
+    }
+
+    #[test]
+    fn a_write_that_fails_when_applied_fails_the_transaction() {
+        let mut app = hostile(GuestLimits::default());
+        let mut txn = Txn::default();
+        txn.store.fail_writes = true;
+        // `put` returned ok to the guest; applying it failed.
+        match app.consume_message(&mut txn.context(), &message("put:k=v")) {
+            Err(AppError::Store(TxnStoreError::Failed(reason))) => {
+                assert!(reason.contains("injected write failure"), "{reason}")
+            }
+            other => panic!("a failed buffered write must fail, got {other:?}"),
+        }
+        // A read after it fails too, with the write's error.
+        let run = [message("put:k=v"), message("get:k")];
+        match app.consume_messages(&mut txn.context(), &run) {
+            Err((_, AppError::Store(TxnStoreError::Failed(reason)))) => {
+                assert!(reason.contains("injected write failure"), "{reason}")
+            }
+            other => panic!("expected the write failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn get_many_answers_in_order_within_its_caps() {
+        let mut app = hostile(GuestLimits {
+            max_scan_entries: 10,
+            ..GuestLimits::default()
+        });
+        let mut txn = Txn::default();
+        txn.store.data.insert(b"k".to_vec(), vec![b'v'; 1 << 20]);
+        match app.consume_message(&mut txn.context(), &message("get-many:k=10")) {
+            Err(AppError::Rejected(found)) => assert_eq!(found, "10 of 10 found"),
+            other => panic!("expected the guest's count, got {other:?}"),
+        }
+        match app.consume_message(&mut txn.context(), &message("get-many:absent=3")) {
+            Err(AppError::Rejected(found)) => assert_eq!(found, "0 of 3 found"),
+            other => panic!("expected the guest's count, got {other:?}"),
+        }
+        match app.consume_message(&mut txn.context(), &message("get-many:k=11")) {
+            Err(AppError::Store(TxnStoreError::LimitExceeded(reason))) => {
+                assert_eq!(reason, "a get-many of 11 keys exceeds 10 keys")
+            }
+            other => panic!("expected the key-count cap, got {other:?}"),
+        }
+        // Ten 1 MiB values would not fit a 4 MiB guest: refused by the host
+        // before anything is copied into the guest.
+        let mut app = hostile(GuestLimits {
+            memory_bytes: 4 << 20,
+            ..GuestLimits::default()
+        });
+        match app.consume_message(&mut txn.context(), &message("get-many:k=10")) {
+            Err(AppError::Store(TxnStoreError::LimitExceeded(reason))) => {
+                assert!(reason.contains("exceed 4194304 bytes"), "{reason}")
+            }
+            other => panic!("expected the value-bytes cap, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_log_flood_is_capped_and_harmless() {
         let mut app = hostile(GuestLimits {
             max_log_bytes_per_call: 4096,

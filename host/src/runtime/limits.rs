@@ -37,7 +37,7 @@ pub struct GuestLimits {
     pub max_key_bytes: usize,
     /// Largest store value, in bytes.
     pub max_value_bytes: usize,
-    /// Most entries one `scan` may ask for.
+    /// Most entries one `scan`, and keys one `get-many`, may ask for.
     pub max_scan_entries: usize,
     /// Longest log record, in bytes.
     pub max_log_record_bytes: usize,

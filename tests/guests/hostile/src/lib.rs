@@ -191,6 +191,13 @@ fn behave(doc: &[u8]) -> Result<(), String> {
                 doc[0] = b'{';
                 doc[n.max(2) - 1] = b'}';
                 publisher::publish(journal, &doc).map_err(|err| format!("{err:?}"))
+            } else if let Some(rest) = other.strip_prefix("get-many:") {
+                // `get-many:KEY=N`: KEY asked for N times in one call.
+                let (key, n) = sized(rest)?;
+                let keys = vec![key.as_bytes().to_vec(); n];
+                let values = store::get_many(&keys).map_err(|err| format!("{err:?}"))?;
+                let found = values.iter().filter(|value| value.is_some()).count();
+                Err(format!("{found} of {} found", values.len()))
             } else if let Some(rest) = other.strip_prefix("put-big:") {
                 let (key, n) = sized(rest)?;
                 store::put(key.as_bytes(), &vec![b'v'; n]).map_err(|err| format!("{err:?}"))
