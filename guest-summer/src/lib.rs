@@ -73,32 +73,55 @@ mod guest {
         }
 
         fn consume_messages(batch: Batch) -> Result<(), IndexedError> {
-            SUMMER.with(|summer| {
-                let mut summer = summer.borrow_mut();
-                for (index, message) in batch.messages.iter().enumerate() {
-                    if message.uuid_flags == ACK_TXN {
-                        continue;
-                    }
-                    let fail = |message: String| IndexedError {
-                        index: u32::try_from(index).unwrap_or(u32::MAX),
-                        message,
-                    };
-                    let start = message.doc_offset as usize;
-                    let doc = start
-                        .checked_add(message.doc_len as usize)
-                        .and_then(|end| batch.docs.get(start..end))
-                        .ok_or_else(|| {
-                            fail(format!(
-                                "the host sent a document outside the batch at {}@{}",
-                                batch.journal, message.begin
-                            ))
-                        })?;
-                    summer
-                        .consume(&mut Imports, doc)
-                        .map_err(|err| fail(describe(err, &batch.journal, message.begin)))?;
+            let fail = |index: usize, message: String| IndexedError {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                message,
+            };
+            // The chunks (not ACKs) with their message indexes, up to the
+            // first document outside the batch (a host bug, reported after
+            // the chunks before it are folded, as one at a time would).
+            let mut docs = Vec::with_capacity(batch.messages.len());
+            let mut indexes = Vec::with_capacity(batch.messages.len());
+            let mut outside = None;
+            for (index, message) in batch.messages.iter().enumerate() {
+                if message.uuid_flags == ACK_TXN {
+                    continue;
                 }
-                Ok(())
-            })
+                let start = message.doc_offset as usize;
+                match start
+                    .checked_add(message.doc_len as usize)
+                    .and_then(|end| batch.docs.get(start..end))
+                {
+                    Some(doc) => {
+                        docs.push(doc);
+                        indexes.push(index);
+                    }
+                    None => {
+                        outside = Some(index);
+                        break;
+                    }
+                }
+            }
+            SUMMER.with(|summer| {
+                summer
+                    .borrow_mut()
+                    .consume_batch(&mut Imports, &docs)
+                    .map_err(|(at, err)| {
+                        let index = indexes[at];
+                        let begin = batch.messages[index].begin;
+                        fail(index, describe(err, &batch.journal, begin))
+                    })
+            })?;
+            match outside {
+                Some(index) => Err(fail(
+                    index,
+                    format!(
+                        "the host sent a document outside the batch at {}@{}",
+                        batch.journal, batch.messages[index].begin
+                    ),
+                )),
+                None => Ok(()),
+            }
         }
 
         fn finalize_txn() -> Result<(), String> {
@@ -122,6 +145,14 @@ mod guest {
 
         fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ImportError> {
             store::get(key).map_err(|err| ImportError(describe_store(&err)))
+        }
+
+        fn get_many(
+            &mut self,
+            keys: &[sum::StreamId],
+        ) -> Result<Vec<Option<Vec<u8>>>, ImportError> {
+            let keys: Vec<Vec<u8>> = keys.iter().map(|key| key.to_vec()).collect();
+            store::get_many(&keys).map_err(|err| ImportError(describe_store(&err)))
         }
 
         fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ImportError> {

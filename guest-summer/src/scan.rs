@@ -182,9 +182,12 @@ impl<'a> Scanner<'a> {
         let start = self.at;
         let mut value: u64 = 0;
         while let Some(digit @ b'0'..=b'9') = self.peek() {
-            value = value
-                .checked_mul(10)?
-                .checked_add(u64::from(digit - b'0'))?;
+            // `checked_mul` on u64 becomes a call to a 128-bit multiply
+            // (`__multi3`) in wasm32; bounding first keeps it one i64.mul.
+            if value > max / 10 {
+                return None;
+            }
+            value = (value * 10).checked_add(u64::from(digit - b'0'))?;
             self.at += 1;
         }
         let digits = self.at - start;

@@ -16,9 +16,19 @@
 //! next one), a malformed chunk or a stored sum under the wrong id is
 //! [`SummerError::Rejected`]; it is never skipped. A host failure is
 //! [`SummerError::Host`], with what the summer was doing.
+//!
+//! [`Summer::consume_batch`] folds a run of chunks exactly as
+//! [`Summer::consume`] would one by one (same order, same errors at the same
+//! chunk), but first loads every uncached stream of the run with one
+//! [`SummerHost::get_many`]: for a guest, one crossing to the host per run
+//! instead of one per stream.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+
+// SipHash (std's default) cost more than the rest of a chunk's work in
+// wasm; a stream id is a fixed 16 bytes, and a guest's maps live one
+// transaction.
+use foldhash::HashMap;
 
 use crate::SUMS_JOURNAL;
 use crate::sum::{self, Chunk, Progress, StreamId, Sum};
@@ -32,6 +42,13 @@ pub trait SummerHost {
 
     /// The stored value of `key`, if any.
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
+
+    /// The stored values of `keys`, in order. A host whose calls cost little
+    /// keeps this default (one [`get`](Self::get) per key); a guest's host
+    /// answers all of them in one crossing.
+    fn get_many(&mut self, keys: &[StreamId]) -> Result<Vec<Option<Vec<u8>>>, Self::Error> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
 
     /// Stores `value` under `key` in the current transaction.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Self::Error>;
@@ -102,12 +119,77 @@ impl Summer {
         doc: &[u8],
     ) -> Result<(), SummerError<H::Error>> {
         let chunk = Chunk::parse(doc).map_err(SummerError::Rejected)?;
+        self.fold(host, &chunk, &mut Prefetched::default())
+    }
+
+    /// Folds the chunk documents `docs` (no ACKs), in order, as
+    /// [`consume`](Self::consume) would one at a time, loading the stored
+    /// sums of their uncached streams with one [`SummerHost::get_many`]. On
+    /// error, returns the position in `docs` of the chunk that failed; the
+    /// chunks before it are folded.
+    pub fn consume_batch<H: SummerHost>(
+        &mut self,
+        host: &mut H,
+        docs: &[&[u8]],
+    ) -> Result<(), (usize, SummerError<H::Error>)> {
+        let mut chunks = Vec::with_capacity(docs.len());
+        let mut malformed = None;
+        for (at, doc) in docs.iter().enumerate() {
+            match Chunk::parse(doc) {
+                Ok(chunk) => chunks.push(chunk),
+                Err(why) => {
+                    malformed = Some((at, SummerError::Rejected(why)));
+                    break;
+                }
+            }
+        }
+        // Chunks of cached streams before the first load fold first, so a
+        // failed load is reported where `consume` would have met it.
+        let mut first = chunks.len();
+        let mut missing: Vec<StreamId> = Vec::new();
+        for (at, chunk) in chunks.iter().enumerate() {
+            if !self.cache.contains_key(&chunk.id) {
+                first = first.min(at);
+                missing.push(chunk.id);
+            }
+        }
+        let mut prefetched = Prefetched::default();
+        for (at, chunk) in chunks.iter().enumerate() {
+            if at == first {
+                let id = chunk.id;
+                prefetched =
+                    prefetch(host, std::mem::take(&mut missing), id).map_err(|err| (at, err))?;
+            }
+            self.fold(host, chunk, &mut prefetched)
+                .map_err(|err| (at, err))?;
+        }
+        malformed.map_or(Ok(()), Err)
+    }
+
+    /// Folds a parsed chunk: its stream's sum comes from the cache, else
+    /// from `prefetched`, else from the store.
+    fn fold<H: SummerHost>(
+        &mut self,
+        host: &mut H,
+        chunk: &Chunk<'_>,
+        prefetched: &mut Prefetched,
+    ) -> Result<(), SummerError<H::Error>> {
         chunk
             .decode_data_into(&mut self.data)
             .map_err(SummerError::Rejected)?;
         let sum = match self.cache.entry(chunk.id) {
             Entry::Occupied(cached) => cached.into_mut(),
-            Entry::Vacant(missing) => missing.insert(load(host, &chunk.id)?),
+            Entry::Vacant(missing) => {
+                let stored = match prefetched.remove(&chunk.id) {
+                    Some(stored) => stored,
+                    None => host.get(&chunk.id).map_err(|error| SummerError::Host {
+                        action: HostAction::Loading,
+                        stream: chunk.id,
+                        error,
+                    })?,
+                };
+                missing.insert(stored_sum(&chunk.id, stored)?)
+            }
         };
         let progress = sum
             .update(&chunk.id, chunk.seq_no, &self.data)
@@ -142,13 +224,36 @@ impl Summer {
     }
 }
 
-/// The stored sum of a stream, or a fresh one.
-fn load<H: SummerHost>(host: &mut H, id: &StreamId) -> Result<Sum, SummerError<H::Error>> {
-    let stored = host.get(id).map_err(|error| SummerError::Host {
+/// Stored values read ahead of their chunks, by stream.
+type Prefetched = HashMap<StreamId, Option<Vec<u8>>>;
+
+/// The stored values of the streams `missing` (not in the cache), read with
+/// one `get_many`; a failure names `first`, the stream that needed a load
+/// first.
+fn prefetch<H: SummerHost>(
+    host: &mut H,
+    mut missing: Vec<StreamId>,
+    first: StreamId,
+) -> Result<Prefetched, SummerError<H::Error>> {
+    missing.sort_unstable();
+    missing.dedup();
+    let values = host.get_many(&missing).map_err(|error| SummerError::Host {
         action: HostAction::Loading,
-        stream: *id,
+        stream: first,
         error,
     })?;
+    if values.len() != missing.len() {
+        return Err(SummerError::Rejected(format!(
+            "the host answered {} values for {} keys",
+            values.len(),
+            missing.len()
+        )));
+    }
+    Ok(missing.into_iter().zip(values).collect())
+}
+
+/// The sum stored for `id` (`stored`), or a fresh one if there is none.
+fn stored_sum<E>(id: &StreamId, stored: Option<Vec<u8>>) -> Result<Sum, SummerError<E>> {
     let Some(bytes) = stored else {
         return Ok(Sum::new(*id));
     };
@@ -177,15 +282,29 @@ mod test {
         store: BTreeMap<Vec<u8>, Vec<u8>>,
         published: Vec<(String, Vec<u8>)>,
         fail: bool,
+        /// Calls of `get` and of `get_many`.
+        gets: usize,
+        get_manys: usize,
     }
 
     impl SummerHost for MemHost {
         type Error = &'static str;
         fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
+            self.gets += 1;
             if self.fail {
                 return Err("down");
             }
             Ok(self.store.get(key).cloned())
+        }
+        fn get_many(&mut self, keys: &[StreamId]) -> Result<Vec<Option<Vec<u8>>>, Self::Error> {
+            self.get_manys += 1;
+            if self.fail {
+                return Err("down");
+            }
+            Ok(keys
+                .iter()
+                .map(|key| self.store.get(&key[..]).cloned())
+                .collect())
         }
         fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Self::Error> {
             self.store.insert(key.to_vec(), value.to_vec());
@@ -249,5 +368,135 @@ mod test {
         let mut summer = Summer::new();
         let wrong = summer.consume(&mut host, &Chunk::to_json(&[1u8; 16], 1, b"x"));
         assert!(matches!(wrong, Err(SummerError::Rejected(m)) if m.contains("invalid chunk.ID")));
+    }
+
+    /// One run of documents through `consume` one by one and through
+    /// `consume_batch` must fold, publish, store and fail alike.
+    fn assert_batch_agrees(stored: &[(StreamId, Vec<u8>)], docs: &[Vec<u8>]) {
+        let host_with = || {
+            let mut host = MemHost::default();
+            for (id, value) in stored {
+                host.store.insert(id.to_vec(), value.clone());
+            }
+            host
+        };
+        let mut one = host_with();
+        let mut singly = Summer::new();
+        let mut expected = Ok(());
+        for (at, doc) in docs.iter().enumerate() {
+            if let Err(err) = singly.consume(&mut one, doc) {
+                expected = Err((at, err));
+                break;
+            }
+        }
+        let mut many = host_with();
+        let mut batched = Summer::new();
+        let refs: Vec<&[u8]> = docs.iter().map(Vec::as_slice).collect();
+        let got = batched.consume_batch(&mut many, &refs);
+        assert_eq!(
+            got,
+            expected,
+            "{:?}",
+            docs.iter()
+                .map(|d| String::from_utf8_lossy(d))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(many.published, one.published);
+        if got.is_ok() {
+            singly.finalize(&mut one).unwrap();
+            batched.finalize(&mut many).unwrap();
+            assert_eq!(many.store, one.store);
+        }
+        assert!(
+            many.get_manys <= 1 && many.gets == 0,
+            "one get_many per run"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_batch_folds_publishes_and_fails_as_chunks_one_by_one(
+            steps in proptest::collection::vec((0u8..4, 0u8..10, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6)), 0..40),
+            stored_seq in proptest::collection::vec(0u64..3, 4),
+        ) {
+            // Four streams, some with a stored sum; steps are mostly the next
+            // chunk of a stream, sometimes a gap, a repeat or malformed JSON.
+            let stored: Vec<(StreamId, Vec<u8>)> = stored_seq
+                .iter()
+                .enumerate()
+                .filter(|(_, seq)| **seq > 0)
+                .map(|(s, seq)| {
+                    let id = [s as u8 + 1; 16];
+                    let sum = Sum { id, seq_no: *seq, value: 42 };
+                    (id, sum.to_json())
+                })
+                .collect();
+            let mut next: Vec<u64> = stored_seq.iter().map(|seq| seq + 1).collect();
+            let mut docs = Vec::new();
+            for (stream, kind, data) in steps {
+                let s = stream as usize;
+                let id = [stream + 1; 16];
+                let seq = match kind {
+                    0 => next[s] + 1,
+                    1 => next[s].saturating_sub(1),
+                    2 => {
+                        docs.push(b"{\"ID\":[1,2],\"SeqNo\":1}".to_vec());
+                        continue;
+                    }
+                    _ => next[s],
+                };
+                next[s] = seq + 1;
+                docs.push(Chunk::to_json(&id, seq, &data));
+            }
+            assert_batch_agrees(&stored, &docs);
+        }
+    }
+
+    #[test]
+    fn a_batch_loads_its_new_streams_with_one_get_many_and_none_for_cached_ones() {
+        let mut host = MemHost::default();
+        let mut summer = Summer::new();
+        let docs: Vec<Vec<u8>> = (1..=3u8)
+            .flat_map(|s| {
+                [
+                    Chunk::to_json(&[s; 16], 1, b"a"),
+                    Chunk::to_json(&[s; 16], 2, b"b"),
+                ]
+            })
+            .collect();
+        let refs: Vec<&[u8]> = docs.iter().map(Vec::as_slice).collect();
+        summer.consume_batch(&mut host, &refs).unwrap();
+        assert_eq!((host.get_manys, host.gets), (1, 0));
+        let more = [Chunk::to_json(&[2; 16], 3, b"c")];
+        let refs: Vec<&[u8]> = more.iter().map(Vec::as_slice).collect();
+        summer.consume_batch(&mut host, &refs).unwrap();
+        assert_eq!((host.get_manys, host.gets), (1, 0), "cached: no load");
+    }
+
+    #[test]
+    fn a_failed_load_is_pinned_on_the_first_chunk_that_needed_it() {
+        let mut host = MemHost::default();
+        let mut summer = Summer::new();
+        summer
+            .consume(&mut host, &Chunk::to_json(&[1; 16], 1, b"a"))
+            .unwrap();
+        host.fail = true;
+        let docs = [
+            Chunk::to_json(&[1; 16], 2, b"b"),
+            Chunk::to_json(&[9; 16], 1, b"c"),
+        ];
+        let refs: Vec<&[u8]> = docs.iter().map(Vec::as_slice).collect();
+        let failed = summer.consume_batch(&mut host, &refs);
+        assert_eq!(
+            failed,
+            Err((
+                1,
+                SummerError::Host {
+                    action: HostAction::Loading,
+                    stream: [9; 16],
+                    error: "down"
+                }
+            ))
+        );
     }
 }

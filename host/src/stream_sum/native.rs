@@ -80,6 +80,28 @@ impl Application for NativeSummer {
             .map_err(|err| app_error(err, || format!("{}@{}", envelope.journal, envelope.begin)))
     }
 
+    /// The chunks of `envelopes` through [`Summer::consume_batch`], as the
+    /// component runs them.
+    fn consume_messages(
+        &mut self,
+        txn: &mut TxnContext<'_>,
+        envelopes: &[Envelope],
+    ) -> Result<(), (usize, AppError)> {
+        let (indexes, docs): (Vec<usize>, Vec<&[u8]>) = envelopes
+            .iter()
+            .enumerate()
+            .filter(|(_, envelope)| !envelope.is_ack())
+            .map(|(index, envelope)| (index, &envelope.doc[..]))
+            .unzip();
+        self.summer
+            .consume_batch(&mut Host(txn), &docs)
+            .map_err(|(at, err)| {
+                let envelope = &envelopes[indexes[at]];
+                let at_offset = || format!("{}@{}", envelope.journal, envelope.begin);
+                (indexes[at], app_error(err, at_offset))
+            })
+    }
+
     fn finalize_txn(&mut self, txn: &mut TxnContext<'_>) -> Result<(), AppError> {
         self.summer
             .finalize(&mut Host(txn))

@@ -411,9 +411,10 @@ fn rust_lib_rs() -> Result<String, TemplateError> {
 
 /// The Rust crate's dependencies, at the versions the workspace's guests
 /// use (a test compares them with the workspace's `Cargo.toml`).
-const RUST_DEPENDENCIES: [(&str, &str); 6] = [
+const RUST_DEPENDENCIES: [(&str, &str); 7] = [
     ("base64", "\"0.22\""),
     ("crc", "\"3\""),
+    ("foldhash", "\"0.2\""),
     ("itoa", "\"1\""),
     ("serde", "{ version = \"1\", features = [\"derive\"] }"),
     ("serde_json", "\"1\""),
@@ -733,6 +734,25 @@ mod test {
                 manifest.lines().any(|l| l.trim() == line),
                 "the workspace Cargo.toml has no line `{line}`: update RUST_DEPENDENCIES"
             );
+        }
+        // Every dependency of the summer the template copies is listed.
+        let summer =
+            std::fs::read_to_string(repo().join("guest-summer/Cargo.toml")).expect("manifest");
+        let mut section = "";
+        for line in summer.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line;
+            } else if let Some((dep, _)) = line.split_once(".workspace") {
+                let listed = match section {
+                    "[dependencies]" => RUST_DEPENDENCIES.iter().any(|(d, _)| *d == dep),
+                    "[dev-dependencies]" => RUST_DEV_DEPENDENCIES.iter().any(|(d, _)| *d == dep),
+                    _ => true,
+                };
+                assert!(
+                    listed,
+                    "guest-summer uses {dep} ({section}): add it to the template"
+                );
+            }
         }
     }
 
