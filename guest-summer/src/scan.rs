@@ -307,6 +307,24 @@ mod test {
         }
     }
 
+    /// Applies generated edits to `doc`: overwrite (0), remove (1) or
+    /// insert (2) a byte at a position.
+    fn damage(doc: &mut Vec<u8>, edits: Vec<(prop::sample::Index, u8, u8)>) {
+        for (at, byte, how) in edits {
+            if doc.is_empty() {
+                break;
+            }
+            let at = at.index(doc.len());
+            match how {
+                0 => doc[at] = byte,
+                1 => {
+                    doc.remove(at);
+                }
+                _ => doc.insert(at, byte),
+            }
+        }
+    }
+
     proptest! {
         /// Whatever the scanner accepts, serde_json accepts with the same
         /// values: damaged documents, arbitrary field values.
@@ -319,17 +337,7 @@ mod test {
         ) {
             let mut doc = Chunk::to_json(&id, seq_no, &data);
             prop_assert_eq!(by_scan(&doc), by_serde(&doc));
-            for (at, byte, how) in edits {
-                if doc.is_empty() {
-                    break;
-                }
-                let at = at.index(doc.len());
-                match how {
-                    0 => doc[at] = byte,
-                    1 => { doc.remove(at); }
-                    _ => doc.insert(at, byte),
-                }
-            }
+            damage(&mut doc, edits);
             if let Some(scanned) = by_scan(&doc) {
                 prop_assert_eq!(Some(scanned), by_serde(&doc), "{}", String::from_utf8_lossy(&doc));
             }
@@ -393,17 +401,7 @@ mod test {
             write_sum(&mut doc, &id, seq_no, value);
             prop_assert_eq!(&doc, &serde_json::to_vec(&Sum { id, seq_no, value }).unwrap());
             prop_assert_eq!(super::sum(&doc), Some((id, seq_no, value)));
-            for (at, byte, how) in edits {
-                if doc.is_empty() {
-                    break;
-                }
-                let at = at.index(doc.len());
-                match how {
-                    0 => doc[at] = byte,
-                    1 => { doc.remove(at); }
-                    _ => doc.insert(at, byte),
-                }
-            }
+            damage(&mut doc, edits);
             if let Some(scanned) = super::sum(&doc) {
                 prop_assert_eq!(Some(scanned), sum_by_serde(&doc), "{}", String::from_utf8_lossy(&doc));
             }
