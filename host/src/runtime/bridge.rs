@@ -179,12 +179,14 @@ impl Bridge {
             let Some(request) = self.lock().request.take() else {
                 return Err(Stalled::WithoutRequest);
             };
-            let (response, failure) = match self.apply_writes(txn) {
-                // A read after a failed write must not look like success.
-                Err(err) if !matches!(request, Request::Publish { .. }) => {
-                    (failed_response(&request, err), None)
-                }
-                _ => serve(request, txn),
+            // A read after a failed write must not look like success.
+            let refused = self
+                .apply_writes(txn)
+                .err()
+                .and_then(|err| failed_read(&request, err));
+            let (response, failure) = match refused {
+                Some(response) => (response, None),
+                None => serve(request, txn),
             };
             if let Some(failure) = failure {
                 self.fail(failure);
@@ -229,14 +231,15 @@ impl Bridge {
     }
 }
 
-/// The answer to a store `request` (not a publish) when an earlier
-/// buffered write failed with `err` (already recorded).
-fn failed_response(request: &Request, err: TxnStoreError) -> Response {
+/// The answer to `request` when an earlier buffered write failed with `err`
+/// (already recorded): store requests get that error; a publish is served.
+fn failed_read(request: &Request, err: TxnStoreError) -> Option<Response> {
     match request {
-        Request::Get(_) => Response::Value(Err(err)),
-        Request::GetMany { .. } => Response::Values(Err(err)),
-        Request::Scan { .. } => Response::Entries(Err(err)),
-        Request::Flush | Request::Publish { .. } => Response::Written(Err(err)),
+        Request::Get(_) => Some(Response::Value(Err(err))),
+        Request::GetMany { .. } => Some(Response::Values(Err(err))),
+        Request::Scan { .. } => Some(Response::Entries(Err(err))),
+        Request::Flush => Some(Response::Written(Err(err))),
+        Request::Publish { .. } => None,
     }
 }
 
