@@ -27,19 +27,19 @@ pub(super) struct Scanned<'a> {
     /// `SeqNo`.
     pub(super) seq_no: u64,
     /// `Data`: `None` if absent or `null`.
-    pub(super) data: Option<&'a str>,
+    pub(super) data: Option<&'a [u8]>,
 }
 
 /// Reads `doc` if it is a plain chunk document (see the module docs).
 pub(super) fn chunk(doc: &[u8]) -> Option<Scanned<'_>> {
     let mut id = None;
     let mut seq_no = None;
-    let mut data: Option<Option<&str>> = None;
+    let mut data: Option<Option<&[u8]>> = None;
     object(doc, |key, scanner| {
         match key {
-            "ID" if id.is_none() => id = Some(scanner.id()?),
-            "SeqNo" if seq_no.is_none() => seq_no = Some(scanner.unsigned(u64::MAX)?),
-            "Data" if data.is_none() => {
+            b"ID" if id.is_none() => id = Some(scanner.id()?),
+            b"SeqNo" if seq_no.is_none() => seq_no = Some(scanner.unsigned(u64::MAX)?),
+            b"Data" if data.is_none() => {
                 data = Some(if scanner.literal(b"null") {
                     None
                 } else {
@@ -64,9 +64,9 @@ pub(super) fn sum(doc: &[u8]) -> Option<([u8; 16], u64, u64)> {
     let (mut id, mut seq_no, mut value) = (None, None, None);
     object(doc, |key, scanner| {
         match key {
-            "ID" if id.is_none() => id = Some(scanner.id()?),
-            "SeqNo" if seq_no.is_none() => seq_no = Some(scanner.unsigned(u64::MAX)?),
-            "Value" if value.is_none() => value = Some(scanner.unsigned(u64::MAX)?),
+            b"ID" if id.is_none() => id = Some(scanner.id()?),
+            b"SeqNo" if seq_no.is_none() => seq_no = Some(scanner.unsigned(u64::MAX)?),
+            b"Value" if value.is_none() => value = Some(scanner.unsigned(u64::MAX)?),
             _ => return None,
         }
         Some(())
@@ -79,7 +79,7 @@ pub(super) fn sum(doc: &[u8]) -> Option<([u8; 16], u64, u64)> {
 /// scanner at its value, which `field` must read (or return `None`).
 fn object<'a>(
     doc: &'a [u8],
-    mut field: impl FnMut(&'a str, &mut Scanner<'a>) -> Option<()>,
+    mut field: impl FnMut(&'a [u8], &mut Scanner<'a>) -> Option<()>,
 ) -> Option<()> {
     let mut scanner = Scanner { doc, at: 0 };
     scanner.skip_whitespace();
@@ -91,7 +91,7 @@ fn object<'a>(
         scanner.skip_whitespace();
         scanner.expect(b':')?;
         scanner.skip_whitespace();
-        if key == "UUID" && !uuid {
+        if key == b"UUID" && !uuid {
             scanner.string()?;
             uuid = true;
         } else {
@@ -163,17 +163,15 @@ impl<'a> Scanner<'a> {
         found
     }
 
-    /// A string of printable ASCII without escapes (anything else: `None`).
-    fn string(&mut self) -> Option<&'a str> {
+    /// A string of printable ASCII without escapes (anything else: `None`),
+    /// as bytes: printable ASCII is UTF-8, so callers need no second pass.
+    fn string(&mut self) -> Option<&'a [u8]> {
         self.expect(b'"')?;
         let start = self.at;
-        let len = self.doc[start..]
-            .iter()
-            .position(|&byte| byte == b'"' || byte == b'\\' || !(0x20..0x80).contains(&byte))?;
+        let len = plain_ascii_len(&self.doc[start..]);
         self.at = start + len;
         self.expect(b'"')?;
-        // Printable ASCII is UTF-8; the check cannot fail.
-        std::str::from_utf8(&self.doc[start..start + len]).ok()
+        Some(&self.doc[start..start + len])
     }
 
     /// A non-negative integer up to `max` in JSON's plain form: digits, no
@@ -200,21 +198,189 @@ impl<'a> Scanner<'a> {
 
     /// `[n, …]`: exactly 16 numbers of 0..=255.
     fn id(&mut self) -> Option<[u8; 16]> {
+        if let Some((id, len)) = compact_id(&self.doc[self.at..]) {
+            self.at += len;
+            return Some(id);
+        }
         self.expect(b'[')?;
         let mut id = [0u8; 16];
         for (index, byte) in id.iter_mut().enumerate() {
-            self.skip_whitespace();
             if index > 0 {
-                self.expect(b',')?;
                 self.skip_whitespace();
+                self.expect(b',')?;
             }
-            // The bound makes the conversion lossless.
-            *byte = u8::try_from(self.unsigned(u64::from(u8::MAX))?).ok()?;
+            self.skip_whitespace();
+            *byte = self.byte_number()?;
         }
         self.skip_whitespace();
         self.expect(b']')?;
         Some(id)
     }
+
+    /// What `unsigned(255)` reads, in at most three digits of u32 math
+    /// (the ID's sixteen numbers are most of a chunk's digits).
+    fn byte_number(&mut self) -> Option<u8> {
+        let digit = |at: usize| match self.doc.get(at) {
+            Some(&byte @ b'0'..=b'9') => Some(u32::from(byte - b'0')),
+            _ => None,
+        };
+        let mut at = self.at;
+        let mut value = digit(at)?;
+        at += 1;
+        // A leading zero is the whole number.
+        if value != 0 {
+            for _ in 0..2 {
+                match digit(at) {
+                    Some(next) => {
+                        value = value * 10 + next;
+                        at += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+        if matches!(self.doc.get(at), Some(b'0'..=b'9' | b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.at = at;
+        u8::try_from(value).ok()
+    }
+}
+
+/// `[n,n,…,n]` without whitespace, as every encoder writes an ID: the
+/// sixteen numbers and the length read, or `None` for anything else (which
+/// [`Scanner::id`] then reads byte by byte, so both agree by construction:
+/// this only accepts what that would).
+///
+/// Byte by byte, each number's end is known only once the previous one is
+/// read, a chain of dependent loads. Here the 64 bytes after `[` are first
+/// classified eight at a time into a bitmap of non-digits (independent
+/// words); each number then lies between two set bits, and its digits are
+/// read from one 4-byte word.
+fn compact_id(bytes: &[u8]) -> Option<([u8; 16], usize)> {
+    match bytes.get(..ID_WINDOW) {
+        Some(window) => compact_id_in(window),
+        None => compact_id_padded(bytes),
+    }
+}
+
+/// `[` + 16 × 3 digits + 15 commas + `]`: the longest compact ID, and 3
+/// bytes of slack for the last number's word.
+const ID_WINDOW: usize = 65 + 3;
+
+/// [`compact_id`] of a document shorter than the window (a final chunk of
+/// a small ID), padded with zeros: not digits, and they separate nothing.
+/// Out of line: zeroing a buffer on every call costs a `memory.fill`.
+#[cold]
+#[inline(never)]
+fn compact_id_padded(bytes: &[u8]) -> Option<([u8; 16], usize)> {
+    let mut padded = [0u8; ID_WINDOW];
+    padded.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    compact_id_in(&padded)
+}
+
+/// [`compact_id`] within `bytes`, at least [`ID_WINDOW`] long.
+fn compact_id_in(bytes: &[u8]) -> Option<([u8; 16], usize)> {
+    if bytes.first() != Some(&b'[') {
+        return None;
+    }
+    let body = bytes.get(1..65)?;
+    let mut non_digits: u64 = 0;
+    for (lane, word) in body.chunks_exact(8).enumerate() {
+        non_digits |= u64::from(non_digit_lanes(word)) << (8 * lane);
+    }
+    let mut id = [0u8; 16];
+    let mut start = 0;
+    // Any flaw is collected rather than returned at once: random IDs make
+    // per-number branches (how many digits?) unpredictable.
+    let mut flawed = false;
+    for (index, byte) in id.iter_mut().enumerate() {
+        // 64 when no separator is left in the window.
+        let end = non_digits.trailing_zeros() as usize;
+        if end >= body.len() {
+            return None;
+        }
+        non_digits &= non_digits.wrapping_sub(1);
+        let expected = if index == 15 { b']' } else { b',' };
+        let (value, plain) = digits_value(&bytes[1 + start..1 + start + 4], end - start);
+        flawed |= !plain | (body[end] != expected);
+        *byte = value;
+        start = end + 1;
+    }
+    (!flawed).then_some((id, 1 + start))
+}
+
+/// The value of the first `digits` bytes of `word` (4 bytes), which are
+/// ASCII digits, and whether they are a plain JSON number of 0..=255 (one
+/// to three digits, no leading zero). Without branches.
+fn digits_value(word: &[u8], digits: usize) -> (u8, bool) {
+    let mut le = [0u8; 4];
+    le.copy_from_slice(word);
+    // Digit lanes become their values; lanes past them are never used.
+    let values = u32::from_le_bytes(le).wrapping_sub(u32::from_ne_bytes([b'0'; 4]));
+    // Right-align the digits in lanes 0..=2 (hundreds, tens, ones).
+    let shift = (3usize.wrapping_sub(digits) & 3) * 8;
+    let aligned = values << shift;
+    let lane = |at: u32| (aligned >> (8 * at)) & 0xff;
+    let value = lane(0) * 100 + lane(1) * 10 + lane(2);
+    let leading_zero = digits > 1 && values & 0xff == 0;
+    let plain = (1..=3).contains(&digits) && !leading_zero && value <= 255;
+    (value as u8, plain)
+}
+
+/// Bit `i` set iff `word[i]` (of 8) is not an ASCII digit; exact in every
+/// lane (no carries between lanes).
+fn non_digit_lanes(word: &[u8]) -> u8 {
+    const LANES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = LANES * 0x80;
+    let mut le = [0u8; 8];
+    le.copy_from_slice(word);
+    let word = u64::from_le_bytes(le);
+    // A digit is 0x30..=0x39: high nibble 3, and still 3 after adding 6
+    // (to the low 7 bits, so that no lane carries into the next).
+    let off = ((word & (LANES * 0xf0)) ^ (LANES * 0x30))
+        | ((((word & !HIGHS) + LANES * 6) & (LANES * 0xf0)) ^ (LANES * 0x30));
+    // High bit of each lane that is not zero.
+    let marks = (((off & !HIGHS) + !HIGHS) | off) & HIGHS;
+    // Gather the eight high bits into one byte (bit i from lane i).
+    ((marks >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// The length of the run of printable ASCII other than `"` and `\` at the
+/// start of `bytes`: a JSON string's plain body. Eight bytes at a time
+/// (SWAR): byte-at-a-time, this loop was a third of the WASM summer's time.
+fn plain_ascii_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // High bit set in every byte of `word` that equals zero; only bytes
+    // after a true zero may be marked falsely, so the first mark is exact.
+    let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let mut words = bytes.chunks_exact(8);
+    let mut len = 0;
+    for word in words.by_ref() {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(word);
+        let word = u64::from_le_bytes(le);
+        let special = zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+            // Below 0x20: subtracting 0x20 borrows into the high bit.
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS)
+            | (word & HIGHS);
+        if special != 0 {
+            return len + (special.trailing_zeros() / 8) as usize;
+        }
+        len += 8;
+    }
+    len + words
+        .remainder()
+        .iter()
+        .position(|&byte| !is_plain(byte))
+        .unwrap_or(words.remainder().len())
+}
+
+/// Printable ASCII other than `"` and `\`.
+fn is_plain(byte: u8) -> bool {
+    byte != b'"' && byte != b'\\' && (0x20..0x80).contains(&byte)
 }
 
 #[cfg(test)]
@@ -251,7 +417,9 @@ mod test {
         let scanned = chunk(doc)?;
         Some((
             (scanned.id, scanned.seq_no),
-            scanned.data.map(str::to_string),
+            scanned
+                .data
+                .map(|text| String::from_utf8_lossy(text).into_owned()),
         ))
     }
 
@@ -260,7 +428,7 @@ mod test {
         let scanned = chunk(PLAIN.as_bytes()).expect("plain chunk");
         assert_eq!(scanned.id[15], 255);
         assert_eq!(scanned.seq_no, 7);
-        assert_eq!(scanned.data, Some("YmF0dGVyeQ=="));
+        assert_eq!(scanned.data, Some(&b"YmF0dGVyeQ=="[..]));
         let id = [200u8; 16];
         for data in [&b""[..], b"horse", &[0u8; 32]] {
             let doc = Chunk::to_json(&id, u64::MAX, data);
@@ -410,6 +578,92 @@ mod test {
             damage(&mut doc, edits);
             if let Some(scanned) = super::sum(&doc) {
                 prop_assert_eq!(Some(scanned), sum_by_serde(&doc), "{}", String::from_utf8_lossy(&doc));
+            }
+        }
+    }
+
+    proptest! {
+        /// Eight bytes at a time finds the same end as one at a time, for
+        /// every length and every byte (the word tricks' false marks after
+        /// a true one, and bytes ≥ 0x80, included).
+        #[test]
+        fn plain_runs_end_where_byte_by_byte_says(
+            plain in proptest::collection::vec(0x20u8..0x7f, 0..40),
+            stop in any::<u8>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..12),
+        ) {
+            let mut bytes: Vec<u8> = plain.into_iter().filter(|&b| is_plain(b)).collect();
+            bytes.push(stop);
+            bytes.extend(tail);
+            let expected = bytes.iter().position(|&b| !is_plain(b)).unwrap_or(bytes.len());
+            prop_assert_eq!(plain_ascii_len(&bytes), expected);
+        }
+    }
+
+    #[test]
+    fn plain_runs_stop_at_each_kind_of_special_byte() {
+        for special in [b'"', b'\\', 0x00, 0x1f, 0x7f, 0x80, 0xff] {
+            for at in 0..20 {
+                let mut bytes = vec![b'a'; 20];
+                bytes[at] = special;
+                let expected = if is_plain(special) { 20 } else { at };
+                assert_eq!(plain_ascii_len(&bytes), expected, "{special:#x} at {at}");
+            }
+        }
+        assert_eq!(plain_ascii_len(b""), 0);
+    }
+
+    /// The ID the byte-by-byte path reads (the reference for the fast one).
+    fn id_slowly(bytes: &[u8]) -> Option<([u8; 16], usize)> {
+        let mut scanner = Scanner { doc: bytes, at: 0 };
+        scanner.expect(b'[')?;
+        let mut id = [0u8; 16];
+        for (index, byte) in id.iter_mut().enumerate() {
+            if index > 0 {
+                scanner.skip_whitespace();
+                scanner.expect(b',')?;
+            }
+            scanner.skip_whitespace();
+            *byte = scanner.byte_number()?;
+        }
+        scanner.skip_whitespace();
+        scanner.expect(b']')?;
+        Some((id, scanner.at))
+    }
+
+    #[test]
+    fn compact_ids_of_every_length_read_to_the_window_edge() {
+        for id in [[255u8; 16], [0u8; 16], [9u8; 16], [10u8; 16], [100u8; 16]] {
+            let doc = format!("{id:?}").replace(' ', "");
+            // Nothing after it (padded), and exactly the window's slack.
+            for tail in ["", "}", ",\"SeqNo\":1}"] {
+                let bytes = format!("{doc}{tail}").into_bytes();
+                assert_eq!(compact_id(&bytes), Some((id, doc.len())), "{doc}{tail}");
+            }
+        }
+        let mut long = format!("{:?}", [255u8; 16]).replace(' ', "").into_bytes();
+        long.insert(1, b'1');
+        assert_eq!(compact_id(&long), None, "1255 is not a byte");
+    }
+
+    proptest! {
+        /// Whatever the word-at-a-time ID reader accepts, the byte-by-byte
+        /// one reads the same, to the same length; and it accepts every
+        /// compact ID followed by a little more of the document.
+        #[test]
+        fn compact_ids_read_as_byte_by_byte(
+            id in any::<[u8; 16]>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..40),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), prop::sample::select(b"0123456789,] .e-\x00\xff".to_vec()), 0u8..3), 0..3),
+        ) {
+            let mut doc = format!("{id:?}").replace(' ', "").into_bytes();
+            let len = doc.len();
+            doc.extend(&tail);
+            prop_assert_eq!(id_slowly(&doc), Some((id, len)));
+            prop_assert_eq!(compact_id(&doc), Some((id, len)));
+            damage(&mut doc, edits);
+            if let Some(fast) = compact_id(&doc) {
+                prop_assert_eq!(Some(fast), id_slowly(&doc), "{}", String::from_utf8_lossy(&doc));
             }
         }
     }

@@ -23,7 +23,9 @@ mod scan;
 pub type StreamId = [u8; 16];
 
 /// CRC-64/XZ: Go's `crc64.MakeTable(crc64.ECMA)` as used by stream-sum.
-const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+/// Slice-by-16 tables (32 KiB, built at compile time): a 32-byte chunk
+/// takes two steps of independent lookups instead of a 32-long chain.
+const CRC64: crc::Crc<u64, crc::Table<16>> = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_XZ);
 
 /// Continues a CRC-64/XZ from a previous *finalized* value, like Go's
 /// `crc64.Update(prev, table, data)`: the final sum of a stream then does not
@@ -50,7 +52,39 @@ pub struct Chunk<'a> {
     pub seq_no: u64,
     /// Base64 data; `None` or empty for the stream's final chunk.
     #[serde(rename = "Data", default, borrow)]
-    pub data: Option<Cow<'a, str>>,
+    pub data: Option<Base64Text<'a>>,
+}
+
+/// A chunk's `Data`: base64 text, borrowed from the document unless serde
+/// had to unescape it. Kept as bytes: the scanner has checked them to be
+/// ASCII, so nothing revalidates them as UTF-8 before decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base64Text<'a>(pub Cow<'a, [u8]>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Base64Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Accepts what `#[serde(borrow)] Cow<str>` does, with its words.
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Base64Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Base64Text(Cow::Borrowed(v.as_bytes())))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Base64Text(Cow::Owned(v.as_bytes().to_vec())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Base64Text(Cow::Owned(v.into_bytes())))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
 }
 
 impl<'a> Chunk<'a> {
@@ -62,7 +96,7 @@ impl<'a> Chunk<'a> {
             return Ok(Chunk {
                 id: scanned.id,
                 seq_no: scanned.seq_no,
-                data: scanned.data.map(Cow::Borrowed),
+                data: scanned.data.map(|text| Base64Text(Cow::Borrowed(text))),
             });
         }
         serde_json::from_slice(doc).map_err(|err| format!("malformed chunk: {err}"))
@@ -100,8 +134,8 @@ impl<'a> Chunk<'a> {
         out.clear();
         match &self.data {
             None => Ok(()),
-            Some(text) => base64::engine::general_purpose::STANDARD
-                .decode_vec(text.as_bytes(), out)
+            Some(Base64Text(text)) => base64::engine::general_purpose::STANDARD
+                .decode_vec(text, out)
                 .map_err(|err| format!("malformed chunk data: {err}")),
         }
     }

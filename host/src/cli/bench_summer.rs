@@ -133,12 +133,29 @@ impl Summer {
 pub(super) struct RunStats {
     pub(super) elapsed: Duration,
     pub(super) transactions: u64,
+    /// CPU time of the whole process during the run (every thread: shards,
+    /// broker, RocksDB), which tells a CPU-bound run from one that waits.
+    pub(super) cpu: Duration,
 }
 
 impl RunStats {
     pub(super) fn rate(&self, chunks: u64) -> f64 {
         chunks as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// CPU time per chunk, in µs.
+    pub(super) fn cpu_per_chunk(&self, chunks: u64) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / chunks.max(1) as f64
+    }
+}
+
+/// CPU time used by this process so far, all threads.
+pub(super) fn process_cpu_time() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(time.tv_sec).unwrap_or(0),
+        u32::try_from(time.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// A set of chunk partitions with their shard specs.
@@ -205,18 +222,20 @@ impl BenchSummer {
                     .await
                     .with_context(|| format!("the {} summer", summer.name()))?;
                 println!(
-                    "  {:<6} round {}  {chunks} chunks in {:.2} s = {:>8.0} chunks/s, {} \
-                     transactions (prefill {:.0} chunks/s)",
+                    "  {:<6} round {}  {chunks} chunks in {:.2} s = {:>8.0} chunks/s, cpu {:.2} \
+                     µs/chunk, {} transactions (prefill {:.0} chunks/s)",
                     summer.name(),
                     round + 1,
                     stats.elapsed.as_secs_f64(),
                     stats.rate(chunks),
+                    stats.cpu_per_chunk(chunks),
                     stats.transactions,
                     chunks as f64 / prefill.as_secs_f64().max(1e-9),
                 );
                 let slot = best.entry(summer.name()).or_insert_with(|| RunStats {
                     elapsed: Duration::MAX,
                     transactions: 0,
+                    cpu: Duration::ZERO,
                 });
                 if stats.elapsed < slot.elapsed {
                     *slot = stats;
@@ -224,13 +243,20 @@ impl BenchSummer {
             }
         }
         let rate = |summer: Summer| best.get(summer.name()).map_or(0.0, |s| s.rate(chunks));
+        let cpu = |summer: Summer| {
+            best.get(summer.name())
+                .map_or(0.0, |s| s.cpu_per_chunk(chunks))
+        };
         let (wasm, native) = (rate(Summer::Wasm), rate(Summer::Native));
         println!(
             "  wasm / native  {:.2} (best of {} round{}: {wasm:.0} vs {native:.0} chunks/s; \
-             target >= 0.90)",
+             target >= 0.90); cpu per chunk {:.2} vs {:.2} µs ({:.2})",
             wasm / native.max(1e-9),
             self.rounds,
             if self.rounds == 1 { "" } else { "s" },
+            cpu(Summer::Wasm),
+            cpu(Summer::Native),
+            cpu(Summer::Native) / cpu(Summer::Wasm).max(1e-12),
         );
 
         if self.rate > 0 {
@@ -449,6 +475,7 @@ impl Bench {
         heads: &[i64],
     ) -> Result<RunStats> {
         let started = Instant::now();
+        let cpu_before = process_cpu_time();
         let shards = self.spawn(summer, partitions);
         for ((shard, journal), head) in shards.iter().zip(&partitions.journals).zip(heads) {
             shard
@@ -463,6 +490,7 @@ impl Bench {
                 })?;
         }
         let elapsed = started.elapsed();
+        let cpu = process_cpu_time().saturating_sub(cpu_before);
         let transactions = shards
             .iter()
             .map(|shard| shard.watch_progress().borrow().committed_txns)
@@ -473,6 +501,7 @@ impl Bench {
         Ok(RunStats {
             elapsed,
             transactions,
+            cpu,
         })
     }
 

@@ -11,6 +11,10 @@
 //!
 //! The ticker stops when the last clone of the `Runtime` (including those
 //! held by modules and applications) is dropped.
+//!
+//! **Profiling guests.** With `WEIR_PERF_MAP` set in the environment, the
+//! engine writes `/tmp/perf-<pid>.map`, so `perf report` names the guests'
+//! compiled functions instead of showing bare addresses.
 
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
@@ -28,6 +32,9 @@ use super::metrics::RuntimeMetrics;
 use super::state::{CallStyle, link_wasi};
 use super::{ChunkerModule, ConsumerModule, RuntimeError};
 use crate::limits;
+
+/// The environment variable that turns on the perf map (module docs).
+const PERF_MAP_VAR: &str = "WEIR_PERF_MAP";
 
 /// Engine-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +86,10 @@ impl Runtime {
         wasm_config.wasm_component_model(true);
         wasm_config.epoch_interruption(true);
         wasm_config.consume_fuel(config.fuel);
+        // Profiling aid, off unless asked for (see the module docs).
+        if std::env::var_os(PERF_MAP_VAR).is_some() {
+            wasm_config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine =
             Engine::new(&wasm_config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let cache = ComponentCache::new(&engine, config.cache_dir.clone())?;

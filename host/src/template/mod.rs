@@ -413,7 +413,7 @@ fn rust_lib_rs() -> Result<String, TemplateError> {
 /// use (a test compares them with the workspace's `Cargo.toml`).
 const RUST_DEPENDENCIES: [(&str, &str); 7] = [
     ("base64", "\"0.22\""),
-    ("crc", "\"3\""),
+    ("crc", "\"3.2\""),
     ("foldhash", "\"0.2\""),
     ("itoa", "\"1\""),
     ("serde", "{ version = \"1\", features = [\"derive\"] }"),
