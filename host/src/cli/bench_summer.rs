@@ -69,10 +69,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct BenchSummer {
     #[command(flatten)]
     shape: RunShape,
-    /// Throughput rounds; summers alternate which runs first, and the best
-    /// round of each is reported.
+    /// Throughput rounds; summers alternate which runs first; the median of
+    /// the rounds' ratios is reported, and the best round of each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     rounds: u32,
+    /// Run the throughput rounds of this summer only (for profiling one of
+    /// them; no ratio is printed).
+    #[arg(long, value_enum)]
+    only: Option<Summer>,
     /// Offered load of the latency phase, in chunks/s (0 skips the phase).
     #[arg(long, default_value_t = 2_000)]
     rate: u64,
@@ -114,7 +118,7 @@ impl RunShape {
 }
 
 /// Which summer a run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(super) enum Summer {
     Wasm,
     Native,
@@ -209,13 +213,21 @@ impl BenchSummer {
         );
 
         let mut best: HashMap<&'static str, RunStats> = HashMap::new();
+        // Per round: (wasm rate / native rate, native cpu / wasm cpu). The
+        // two runs of a round are back to back, so their ratio drifts less
+        // with the machine's load than either rate does.
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
         for round in 0..self.rounds {
             let order = if round % 2 == 0 {
                 [Summer::Wasm, Summer::Native]
             } else {
                 [Summer::Native, Summer::Wasm]
             };
+            let mut this_round: HashMap<&'static str, (f64, f64)> = HashMap::new();
             for summer in order {
+                if self.only.is_some_and(|only| only != summer) {
+                    continue;
+                }
                 let name = format!("r{round}-{}", summer.name());
                 let (stats, prefill) = bench
                     .throughput(summer, &name, seed, streams, self.shape.chunks)
@@ -232,6 +244,10 @@ impl BenchSummer {
                     stats.transactions,
                     chunks as f64 / prefill.as_secs_f64().max(1e-9),
                 );
+                this_round.insert(
+                    summer.name(),
+                    (stats.rate(chunks), stats.cpu_per_chunk(chunks)),
+                );
                 let slot = best.entry(summer.name()).or_insert_with(|| RunStats {
                     elapsed: Duration::MAX,
                     transactions: 0,
@@ -241,23 +257,29 @@ impl BenchSummer {
                     *slot = stats;
                 }
             }
+            if let (Some(wasm), Some(native)) = (
+                this_round.get(Summer::Wasm.name()),
+                this_round.get(Summer::Native.name()),
+            ) {
+                pairs.push((wasm.0 / native.0.max(1e-9), native.1 / wasm.1.max(1e-12)));
+            }
         }
-        let rate = |summer: Summer| best.get(summer.name()).map_or(0.0, |s| s.rate(chunks));
-        let cpu = |summer: Summer| {
-            best.get(summer.name())
-                .map_or(0.0, |s| s.cpu_per_chunk(chunks))
-        };
-        let (wasm, native) = (rate(Summer::Wasm), rate(Summer::Native));
-        println!(
-            "  wasm / native  {:.2} (best of {} round{}: {wasm:.0} vs {native:.0} chunks/s; \
-             target >= 0.90); cpu per chunk {:.2} vs {:.2} µs ({:.2})",
-            wasm / native.max(1e-9),
-            self.rounds,
-            if self.rounds == 1 { "" } else { "s" },
-            cpu(Summer::Wasm),
-            cpu(Summer::Native),
-            cpu(Summer::Native) / cpu(Summer::Wasm).max(1e-12),
-        );
+        if !pairs.is_empty() {
+            let rate = |summer: Summer| best.get(summer.name()).map_or(0.0, |s| s.rate(chunks));
+            let (wasm, native) = (rate(Summer::Wasm), rate(Summer::Native));
+            let rates: Vec<f64> = pairs.iter().map(|pair| pair.0).collect();
+            let cpus: Vec<f64> = pairs.iter().map(|pair| pair.1).collect();
+            println!(
+                "  wasm / native  {:.2} median of {} round{} ({}; target >= 0.90); cpu per chunk \
+                 native / wasm {:.2} median; best rounds {wasm:.0} vs {native:.0} chunks/s ({:.2})",
+                median(&rates),
+                self.rounds,
+                if self.rounds == 1 { "" } else { "s" },
+                spread(&rates),
+                median(&cpus),
+                wasm / native.max(1e-9),
+            );
+        }
 
         if self.rate > 0 {
             let duration = Duration::from_secs(self.duration);
@@ -267,6 +289,28 @@ impl BenchSummer {
             report.print(self.rate, duration);
         }
         Ok(())
+    }
+}
+
+/// The median of `values` (0 when empty).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// `min–max` of `values`, or the one value.
+fn spread(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if values.len() < 2 {
+        format!("{min:.2}")
+    } else {
+        format!("{min:.2}–{max:.2}")
     }
 }
 
@@ -772,5 +816,20 @@ impl LatencyReport {
             ms(self.latencies.max()),
             self.latencies.len(),
         );
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn the_round_ratios_are_summarised_by_their_median_and_range() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[0.8]), 0.8);
+        assert_eq!(median(&[0.9, 0.7, 0.8]), 0.8);
+        assert_eq!(median(&[0.5, 0.75, 1.0, 1.25]), 0.875);
+        assert_eq!(spread(&[0.8]), "0.80");
+        assert_eq!(spread(&[0.91, 0.7, 0.8]), "0.70–0.91");
     }
 }
