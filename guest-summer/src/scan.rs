@@ -32,6 +32,36 @@ pub(super) struct Scanned<'a> {
 
 /// Reads `doc` if it is a plain chunk document (see the module docs).
 pub(super) fn chunk(doc: &[u8]) -> Option<Scanned<'_>> {
+    chunk_as_written(doc).or_else(|| chunk_in_any_order(doc))
+}
+
+/// The one layout the chunker and Go's encoder write, compact and in field
+/// order: `{"UUID":"…","ID":[…],"SeqNo":n,"Data":"…"}` (or `"Data":null`,
+/// or no `Data`). Read with fixed literals instead of a loop over keys;
+/// anything else is `None` and [`chunk_in_any_order`] decides, so both
+/// agree by construction (this accepts a subset of what that accepts).
+fn chunk_as_written(doc: &[u8]) -> Option<Scanned<'_>> {
+    let rest = doc.strip_prefix(br#"{"UUID":""#)?;
+    let rest = rest.get(plain_ascii_len(rest)..)?;
+    let rest = rest.strip_prefix(br#"","ID":"#)?;
+    let (id, len) = compact_id(rest)?;
+    let rest = rest.get(len..)?.strip_prefix(br#","SeqNo":"#)?;
+    let mut scanner = Scanner { doc: rest, at: 0 };
+    let seq_no = scanner.unsigned(u64::MAX)?;
+    let rest = &rest[scanner.at..];
+    let (data, rest) = if let Some(text) = rest.strip_prefix(br#","Data":""#) {
+        let len = plain_ascii_len(text);
+        (Some(&text[..len]), text[len..].strip_prefix(b"\"")?)
+    } else if let Some(rest) = rest.strip_prefix(br#","Data":null"#) {
+        (None, rest)
+    } else {
+        (None, rest)
+    };
+    (rest == b"}").then_some(Scanned { id, seq_no, data })
+}
+
+/// [`chunk`] for any field order and whitespace.
+fn chunk_in_any_order(doc: &[u8]) -> Option<Scanned<'_>> {
     let mut id = None;
     let mut seq_no = None;
     let mut data: Option<Option<&[u8]>> = None;
@@ -582,7 +612,55 @@ mod test {
         }
     }
 
+    #[test]
+    fn near_misses_of_the_written_layout_are_left_to_the_general_reader() {
+        let zeros = "[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]";
+        let near_misses = [
+            format!(r#"{{"UUID":"u","ID":{zeros},"SeqNo":1,"Data":"YQ=="}}x"#),
+            format!(r#"{{"UUID":"u","ID":{zeros},"SeqNo":1,"Data":"YQ=="}} "#),
+            format!(r#"{{"UUID":"x","ID":{zeros},"SeqNo":1}}"#),
+            format!(r#"{{"UUID":"u","ID":{zeros},"SeqNo":1,"Data":"Y\Q=="}}"#),
+            format!(r#"{{"UUID":"u","ID":{zeros},"SeqNo":01,"Data":null}}"#),
+            format!(r#"{{"UUID":"u","ID":{zeros},"SeqNo":1,"Data":nul}}"#),
+            format!(r#"{{"UUID":"u","ID":{zeros},"SeqNo":1,"Data":null,"Data":null}}"#),
+            format!(r#"{{"UUID":"u","ID":{zeros},"SeqNo":1,"Extra":1}}"#),
+            format!(r#"{{"UUID":"u", "ID":{zeros},"SeqNo":1}}"#),
+            format!(r#"{{"UUID":"u","SeqNo":1,"ID":{zeros}}}"#),
+            format!(r#"{{"UUID":"u","ID":{zeros},"SeqNo":1.5}}"#),
+            format!(r#"{{"UUID":"u","ID":{zeros},"SeqNo":1,"Data":"é"}}"#),
+        ];
+        for doc in near_misses {
+            if let Some(fast) = chunk_as_written(doc.as_bytes()) {
+                assert_eq!(Some(fast), chunk_in_any_order(doc.as_bytes()), "{doc}");
+            }
+        }
+        // Order and whitespace aside, the general reader still reads them.
+        let reordered = format!(r#"{{"UUID":"u","SeqNo":1,"ID":{zeros}}}"#);
+        assert!(chunk_as_written(reordered.as_bytes()).is_none());
+        assert!(chunk(reordered.as_bytes()).is_some());
+    }
+
     proptest! {
+        /// What the fixed-layout reader accepts, the general one reads the
+        /// same; and it accepts every chunk the chunker writes.
+        #[test]
+        fn the_written_layout_reads_as_any_order_does(
+            id in any::<[u8; 16]>(),
+            seq_no in any::<u64>(),
+            data in proptest::collection::vec(any::<u8>(), 0..40),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..3),
+        ) {
+            let plain = Chunk::to_json(&id, seq_no, &data);
+            let mut doc = br#"{"UUID":"9f2c9a4e-1d1e-11ef-8000-0123456789ab","#.to_vec();
+            doc.extend_from_slice(&plain[1..]);
+            prop_assert!(chunk_as_written(&doc).is_some());
+            prop_assert_eq!(chunk_as_written(&doc), chunk_in_any_order(&doc));
+            damage(&mut doc, edits);
+            if let Some(fast) = chunk_as_written(&doc) {
+                prop_assert_eq!(Some(fast), chunk_in_any_order(&doc), "{}", String::from_utf8_lossy(&doc));
+            }
+        }
+
         /// Eight bytes at a time finds the same end as one at a time, for
         /// every length and every byte (the word tricks' false marks after
         /// a true one, and bytes ≥ 0x80, included).
