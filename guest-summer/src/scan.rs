@@ -232,6 +232,12 @@ impl<'a> Scanner<'a> {
             self.at += len;
             return Some(id);
         }
+        self.id_byte_by_byte()
+    }
+
+    /// [`id`](Self::id) for any spacing (and the reference for the fast
+    /// path's tests).
+    fn id_byte_by_byte(&mut self) -> Option<[u8; 16]> {
         self.expect(b'[')?;
         let mut id = [0u8; 16];
         for (index, byte) in id.iter_mut().enumerate() {
@@ -694,18 +700,7 @@ mod test {
     /// The ID the byte-by-byte path reads (the reference for the fast one).
     fn id_slowly(bytes: &[u8]) -> Option<([u8; 16], usize)> {
         let mut scanner = Scanner { doc: bytes, at: 0 };
-        scanner.expect(b'[')?;
-        let mut id = [0u8; 16];
-        for (index, byte) in id.iter_mut().enumerate() {
-            if index > 0 {
-                scanner.skip_whitespace();
-                scanner.expect(b',')?;
-            }
-            scanner.skip_whitespace();
-            *byte = scanner.byte_number()?;
-        }
-        scanner.skip_whitespace();
-        scanner.expect(b']')?;
+        let id = scanner.id_byte_by_byte()?;
         Some((id, scanner.at))
     }
 
