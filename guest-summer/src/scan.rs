@@ -246,40 +246,12 @@ impl<'a> Scanner<'a> {
                 self.expect(b',')?;
             }
             self.skip_whitespace();
-            *byte = self.byte_number()?;
+            // The bound makes the conversion lossless.
+            *byte = u8::try_from(self.unsigned(u64::from(u8::MAX))?).ok()?;
         }
         self.skip_whitespace();
         self.expect(b']')?;
         Some(id)
-    }
-
-    /// What `unsigned(255)` reads, in at most three digits of u32 math
-    /// (the ID's sixteen numbers are most of a chunk's digits).
-    fn byte_number(&mut self) -> Option<u8> {
-        let digit = |at: usize| match self.doc.get(at) {
-            Some(&byte @ b'0'..=b'9') => Some(u32::from(byte - b'0')),
-            _ => None,
-        };
-        let mut at = self.at;
-        let mut value = digit(at)?;
-        at += 1;
-        // A leading zero is the whole number.
-        if value != 0 {
-            for _ in 0..2 {
-                match digit(at) {
-                    Some(next) => {
-                        value = value * 10 + next;
-                        at += 1;
-                    }
-                    None => break,
-                }
-            }
-        }
-        if matches!(self.doc.get(at), Some(b'0'..=b'9' | b'.' | b'e' | b'E')) {
-            return None;
-        }
-        self.at = at;
-        u8::try_from(value).ok()
     }
 }
 
@@ -359,7 +331,7 @@ fn digits_value(word: &[u8], digits: usize) -> (u8, bool) {
     let aligned = values << shift;
     let lane = |at: u32| (aligned >> (8 * at)) & 0xff;
     let value = lane(0) * 100 + lane(1) * 10 + lane(2);
-    let leading_zero = digits > 1 && values & 0xff == 0;
+    let leading_zero = digits > 1 && (values & 0xff) == 0;
     let plain = (1..=3).contains(&digits) && !leading_zero && value <= 255;
     (value as u8, plain)
 }
