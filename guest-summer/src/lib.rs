@@ -77,29 +77,35 @@ mod guest {
                 index: u32::try_from(index).unwrap_or(u32::MAX),
                 message,
             };
+            let begin = |index: usize| batch.begins.get(index).copied().unwrap_or(-1);
+            let count = batch.doc_ends.len();
+            if batch.uuid_flags.len() != count || batch.begins.len() != count {
+                return Err(fail(
+                    0,
+                    format!(
+                        "the host sent a batch whose columns differ in length at {}",
+                        batch.journal
+                    ),
+                ));
+            }
             // The chunks (not ACKs) with their message indexes, up to the
             // first document outside the batch (a host bug, reported after
             // the chunks before it are folded, as one at a time would).
-            let mut docs = Vec::with_capacity(batch.messages.len());
-            let mut indexes = Vec::with_capacity(batch.messages.len());
+            let mut docs = Vec::with_capacity(count);
+            let mut indexes = Vec::with_capacity(count);
             let mut outside = None;
-            for (index, message) in batch.messages.iter().enumerate() {
-                if message.uuid_flags == ACK_TXN {
-                    continue;
-                }
-                let start = message.doc_offset as usize;
-                match start
-                    .checked_add(message.doc_len as usize)
-                    .and_then(|end| batch.docs.get(start..end))
-                {
-                    Some(doc) => {
-                        docs.push(doc);
-                        indexes.push(index);
-                    }
-                    None => {
-                        outside = Some(index);
-                        break;
-                    }
+            let mut start = 0;
+            for (index, (&end, &flags)) in batch.doc_ends.iter().zip(&batch.uuid_flags).enumerate()
+            {
+                let end = end as usize;
+                let Some(doc) = batch.docs.get(start..end) else {
+                    outside = Some(index);
+                    break;
+                };
+                start = end;
+                if flags != ACK_TXN {
+                    docs.push(doc);
+                    indexes.push(index);
                 }
             }
             SUMMER.with(|summer| {
@@ -108,8 +114,7 @@ mod guest {
                     .consume_batch(&mut Imports, &docs)
                     .map_err(|(at, err)| {
                         let index = indexes[at];
-                        let begin = batch.messages[index].begin;
-                        fail(index, describe(err, &batch.journal, begin))
+                        fail(index, describe(err, &batch.journal, begin(index)))
                     })
             })?;
             match outside {
@@ -117,7 +122,8 @@ mod guest {
                     index,
                     format!(
                         "the host sent a document outside the batch at {}@{}",
-                        batch.journal, batch.messages[index].begin
+                        batch.journal,
+                        begin(index)
                     ),
                 )),
                 None => Ok(()),

@@ -28,7 +28,7 @@ use std::collections::hash_map::Entry;
 // SipHash (std's default) cost more than the rest of a chunk's work in
 // wasm; a stream id is a fixed 16 bytes, and a guest's maps live one
 // transaction.
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 use crate::SUMS_JOURNAL;
 use crate::sum::{self, Chunk, Progress, StreamId, Sum};
@@ -145,10 +145,13 @@ impl Summer {
         }
         // Chunks of cached streams before the first load fold first, so a
         // failed load is reported where `consume` would have met it.
+        // Each uncached stream once, in the order of its first chunk: a set
+        // beside the list costs less than sorting the list to dedupe it.
         let mut first = chunks.len();
         let mut missing: Vec<StreamId> = Vec::new();
+        let mut seen = HashSet::default();
         for (at, chunk) in chunks.iter().enumerate() {
-            if !self.cache.contains_key(&chunk.id) {
+            if !self.cache.contains_key(&chunk.id) && seen.insert(chunk.id) {
                 first = first.min(at);
                 missing.push(chunk.id);
             }
@@ -227,16 +230,14 @@ impl Summer {
 /// Stored values read ahead of their chunks, by stream.
 type Prefetched = HashMap<StreamId, Option<Vec<u8>>>;
 
-/// The stored values of the streams `missing` (not in the cache), read with
-/// one `get_many`; a failure names `first`, the stream that needed a load
-/// first.
+/// The stored values of the streams `missing` (not in the cache, each
+/// once), read with one `get_many`; a failure names `first`, the stream that
+/// needed a load first.
 fn prefetch<H: SummerHost>(
     host: &mut H,
-    mut missing: Vec<StreamId>,
+    missing: Vec<StreamId>,
     first: StreamId,
 ) -> Result<Prefetched, SummerError<H::Error>> {
-    missing.sort_unstable();
-    missing.dedup();
     let values = host.get_many(&missing).map_err(|error| SummerError::Host {
         action: HostAction::Loading,
         stream: first,

@@ -1205,21 +1205,34 @@ bool exports_consumer_consume_message(consumer_envelope_t *envelope, consumer_st
 
 bool exports_consumer_consume_messages(consumer_batch_t *batch, consumer_indexed_error_t *err) {
     bool ok = true;
-    for (size_t index = 0; index < batch->messages.len; index++) {
-        const weir_guest_types_message_t *m = &batch->messages.ptr[index];
-        if (m->uuid_flags == UUID_FLAGS_ACK_TXN) continue;
+    size_t count = batch->doc_ends.len;
+    if (batch->uuid_flags.len != count || batch->begins.len != count) {
+        text_t why = {0};
+        text_str(&why, "the host sent a batch whose columns differ in length at ");
+        text_bytes(&why, batch->journal.ptr, batch->journal.len);
+        err->index = 0;
+        text_give(&why, &err->message);
+        consumer_batch_free(batch);
+        return false;
+    }
+    uint32_t start = 0;
+    for (size_t index = 0; index < count; index++) {
+        uint32_t end = batch->doc_ends.ptr[index];
         text_t why = {0};
         outcome_t outcome;
-        if ((uint64_t)m->doc_offset + m->doc_len > batch->docs.len) {
+        if (end < start || end > batch->docs.len) {
             text_str(&why, "the host sent a document outside the batch at ");
             text_bytes(&why, batch->journal.ptr, batch->journal.len);
             text_str(&why, "@");
-            text_i64(&why, m->begin);
+            text_i64(&why, batch->begins.ptr[index]);
             outcome = HOST_FAILED; /* located already */
+        } else if (batch->uuid_flags.ptr[index] == UUID_FLAGS_ACK_TXN) {
+            outcome = CONSUMED;
         } else {
-            outcome = consume_doc(batch->docs.ptr + m->doc_offset, m->doc_len, &why);
-            if (outcome == REJECTED) locate(&why, &batch->journal, m->begin);
+            outcome = consume_doc(batch->docs.ptr + start, end - start, &why);
+            if (outcome == REJECTED) locate(&why, &batch->journal, batch->begins.ptr[index]);
         }
+        start = end;
         if (outcome != CONSUMED) {
             err->index = (uint64_t)index > UINT32_MAX ? UINT32_MAX : (uint32_t)index;
             text_give(&why, &err->message);

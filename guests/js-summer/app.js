@@ -677,19 +677,25 @@ export function consumeMessage(envelope) {
 export function consumeMessages(batch) {
   const docs = batch.docs;
   const journal = batch.journal;
-  const messages = batch.messages;
-  for (let index = 0; index < messages.length; index++) {
-    const message = messages[index];
-    if (message.uuidFlags === ACK_TXN) continue;
-    const from = message.docOffset;
-    const to = from + message.docLen;
-    if (to > docs.length) {
+  const docEnds = batch.docEnds;
+  const flags = batch.uuidFlags;
+  const begins = batch.begins;
+  if (flags.length !== docEnds.length || begins.length !== docEnds.length) {
+    throw { index: 0, message: `the host sent a batch whose columns differ in length at ${journal}` };
+  }
+  let from = 0;
+  for (let index = 0; index < docEnds.length; index++) {
+    const to = docEnds[index];
+    if (to < from || to > docs.length) {
       throw {
         index,
-        message: `the host sent a document outside the batch at ${journal}@${message.begin}`,
+        message: `the host sent a document outside the batch at ${journal}@${begins[index]}`,
       };
     }
-    const failure = consumeLocated(docs, from, to, journal, message.begin);
+    const start = from;
+    from = to;
+    if (flags[index] === ACK_TXN) continue;
+    const failure = consumeLocated(docs, start, to, journal, begins[index]);
     if (failure !== null) throw { index, message: failure };
   }
 }

@@ -388,18 +388,23 @@ class WitWorld(wit_world.WitWorld):
     def consume_messages(self, batch):
         docs = memoryview(batch.docs)
         journal = batch.journal
-        for index, message in enumerate(batch.messages):
-            if message.uuid_flags == ACK_TXN:
-                continue
-            start = message.doc_offset
-            end = start + message.doc_len
-            if end > len(docs):
+        begins = batch.begins
+        if not len(batch.doc_ends) == len(batch.uuid_flags) == len(begins):
+            raise Err(IndexedError(
+                0, f"the host sent a batch whose columns differ in length at {journal}"
+            ))
+        start = 0
+        for index, (end, flags) in enumerate(zip(batch.doc_ends, batch.uuid_flags)):
+            if end < start or end > len(docs):
                 raise Err(IndexedError(
                     index,
-                    f"the host sent a document outside the batch at {journal}@{message.begin}",
+                    f"the host sent a document outside the batch at {journal}@{begins[index]}",
                 ))
+            doc, start = docs[start:end], end
+            if flags == ACK_TXN:
+                continue
             try:
-                _consume_located(docs[start:end], journal, message.begin)
+                _consume_located(doc, journal, begins[index])
             except _Located as err:
                 raise Err(IndexedError(index, str(err))) from None
 

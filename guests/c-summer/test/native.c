@@ -126,7 +126,13 @@ void __wasm_import_weir_guest_store_put(uint8_t *key, size_t key_len, uint8_t *v
     ret[0] = 0;
 }
 
-/* The summer never deletes or scans: being called is a failure. */
+/* The summer never reads several keys at once, deletes or scans: being
+ * called is a failure. */
+void __wasm_import_weir_guest_store_get_many(uint8_t *keys, size_t len, uint8_t *ret) {
+    (void)keys, (void)len, (void)ret;
+    abort();
+}
+
 void __wasm_import_weir_guest_store_delete(uint8_t *key, size_t len, uint8_t *ret) {
     (void)key, (void)len, (void)ret;
     abort();
@@ -161,8 +167,8 @@ void __component_type_object_force_link_consumer(void) {}
 uint8_t *__wasm_export_exports_consumer_consume_message(uint8_t *, size_t, int64_t, int64_t, int64_t, int64_t,
                                                         int32_t, uint8_t *, size_t, uint8_t *, size_t);
 void __wasm_export_exports_consumer_consume_message_post_return(uint8_t *);
-uint8_t *__wasm_export_exports_consumer_consume_messages(uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t,
-                                                         uint8_t *, size_t);
+/* A batch flattens to more than 16 values: its fields come in memory. */
+uint8_t *__wasm_export_exports_consumer_consume_messages(uint8_t *);
 void __wasm_export_exports_consumer_consume_messages_post_return(uint8_t *);
 uint8_t *__wasm_export_exports_consumer_finalize_txn(void);
 void __wasm_export_exports_consumer_finalize_txn_post_return(uint8_t *);
@@ -196,31 +202,57 @@ typedef struct {
     uint16_t flags;
 } msg_t;
 
+/* A list of n elements of size `size` for the guest to own (a dangling,
+ * aligned pointer when empty, as wasmtime gives). */
+static uint8_t *give_list(const void *elems, size_t n, size_t size) {
+    if (!n) return (uint8_t *)size;
+    return give(elems, n * size);
+}
+
 /* One consume-messages call; *index gets the failed message's index. */
 static char *consume_batch(const msg_t *msgs, size_t n, uint32_t *index, int corrupt_last) {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += msgs[i].len;
     uint8_t *docs = malloc(total ? total : 1);
-    weir_guest_types_message_t *list = malloc((n ? n : 1) * sizeof *list);
+    size_t cap = n ? n : 1;
+    uint32_t *doc_ends = malloc(cap * sizeof *doc_ends);
+    int64_t *begins = malloc(cap * sizeof *begins), *ends = malloc(cap * sizeof *ends);
+    uint64_t *producers = malloc(cap * sizeof *producers), *clocks = malloc(cap * sizeof *clocks);
+    uint16_t *flags = malloc(cap * sizeof *flags);
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
         memcpy(docs + at, msgs[i].doc, msgs[i].len);
-        list[i] = (weir_guest_types_message_t){(int64_t)at, (int64_t)(at + msgs[i].len + 1), 7, 99 + i,
-                                               msgs[i].flags, (uint32_t)at, (uint32_t)msgs[i].len};
+        begins[i] = (int64_t)at;
+        ends[i] = (int64_t)(at + msgs[i].len + 1);
+        producers[i] = 7;
+        clocks[i] = 99 + i;
+        flags[i] = msgs[i].flags;
         at += msgs[i].len;
+        doc_ends[i] = (uint32_t)at;
     }
-    if (corrupt_last && n) list[n - 1].doc_len = (uint32_t)total + 1;
-    if (!total) {
-        free(docs);
-        docs = (uint8_t *)1;
+    if (corrupt_last && n) doc_ends[n - 1] = (uint32_t)total + 1;
+    /* The batch record, field by field: (pointer, length) of each list. */
+    uint8_t *arg = malloc(18 * P);
+    const uint8_t *fields[9] = {
+        give(JOURNAL, strlen(JOURNAL)),  give(CONTENT_TYPE, strlen(CONTENT_TYPE)),
+        give_list(docs, total, 1),       give_list(doc_ends, n, sizeof *doc_ends),
+        give_list(begins, n, 8),         give_list(ends, n, 8),
+        give_list(producers, n, 8),      give_list(clocks, n, 8),
+        give_list(flags, n, sizeof *flags),
+    };
+    const size_t lens[9] = {strlen(JOURNAL), strlen(CONTENT_TYPE), total, n, n, n, n, n, n};
+    for (int f = 0; f < 9; f++) {
+        *(const uint8_t **)(arg + 2 * f * P) = fields[f];
+        *(size_t *)(arg + (2 * f + 1) * P) = lens[f];
     }
-    if (!n) {
-        free(list);
-        list = (weir_guest_types_message_t *)8;
-    }
-    uint8_t *ret = __wasm_export_exports_consumer_consume_messages(
-        give(JOURNAL, strlen(JOURNAL)), strlen(JOURNAL), give(CONTENT_TYPE, strlen(CONTENT_TYPE)),
-        strlen(CONTENT_TYPE), docs, total, (uint8_t *)list, n);
+    free(docs);
+    free(doc_ends);
+    free(begins);
+    free(ends);
+    free(producers);
+    free(clocks);
+    free(flags);
+    uint8_t *ret = __wasm_export_exports_consumer_consume_messages(arg);
     char *err = string_result(ret, 2 * P);
     if (err) *index = (uint32_t) * (int32_t *)(ret + P);
     __wasm_export_exports_consumer_consume_messages_post_return(ret);

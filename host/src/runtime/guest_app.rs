@@ -117,12 +117,57 @@ pub struct GuestApplication {
     metrics: ModuleCallMetrics,
 }
 
-/// The documents and messages of a `consume-messages` batch, kept between
-/// calls so that building a batch does not allocate.
+/// The columns of a `consume-messages` batch (see `wit::Batch`), kept
+/// between calls so that building a batch does not allocate.
 #[derive(Default)]
 struct BatchBuffers {
     docs: Vec<u8>,
-    messages: Vec<wit::Message>,
+    doc_ends: Vec<u32>,
+    begins: Vec<i64>,
+    ends: Vec<i64>,
+    producers: Vec<u64>,
+    clocks: Vec<u64>,
+    uuid_flags: Vec<u16>,
+}
+
+impl BatchBuffers {
+    fn clear(&mut self) {
+        self.docs.clear();
+        self.doc_ends.clear();
+        self.begins.clear();
+        self.ends.clear();
+        self.producers.clear();
+        self.clocks.clear();
+        self.uuid_flags.clear();
+    }
+
+    /// Appends `envelope`'s document and metadata, unless the batch's
+    /// documents would pass `u32::MAX` bytes (unreachable with the batch
+    /// limit and the message size limit, but a wrong offset must never
+    /// reach the guest).
+    fn push(&mut self, envelope: &Envelope) -> Result<(), AppError> {
+        let Some(doc_end) = self
+            .docs
+            .len()
+            .checked_add(envelope.doc.len())
+            .and_then(|end| u32::try_from(end).ok())
+        else {
+            return Err(AppError::Rejected(format!(
+                "a document of {} bytes at {}@{} does not fit a guest batch",
+                envelope.doc.len(),
+                envelope.journal,
+                envelope.begin
+            )));
+        };
+        self.docs.extend_from_slice(&envelope.doc);
+        self.doc_ends.push(doc_end);
+        self.begins.push(envelope.begin);
+        self.ends.push(envelope.end);
+        self.producers.push(envelope.producer.as_u64());
+        self.clocks.push(envelope.clock.0);
+        self.uuid_flags.push(envelope.flags.bits());
+        Ok(())
+    }
 }
 
 impl GuestApplication {
@@ -309,41 +354,23 @@ impl GuestApplication {
         };
         let last = run.len() - 1;
         let mut buffers = std::mem::take(&mut self.batch);
-        buffers.docs.clear();
-        buffers.messages.clear();
+        buffers.clear();
         for (index, envelope) in run.iter().enumerate() {
-            let (Ok(doc_offset), Ok(doc_len)) = (
-                u32::try_from(buffers.docs.len()),
-                u32::try_from(envelope.doc.len()),
-            ) else {
-                // Unreachable with the batch limit and the message size
-                // limit, but a wrong length must never reach the guest.
-                return Err((
-                    index,
-                    AppError::Rejected(format!(
-                        "a document of {} bytes at {}@{} does not fit a guest batch",
-                        envelope.doc.len(),
-                        envelope.journal,
-                        envelope.begin
-                    )),
-                ));
-            };
-            buffers.docs.extend_from_slice(&envelope.doc);
-            buffers.messages.push(wit::Message {
-                begin: envelope.begin,
-                end: envelope.end,
-                producer: envelope.producer.as_u64(),
-                clock: envelope.clock.0,
-                uuid_flags: envelope.flags.bits(),
-                doc_offset,
-                doc_len,
-            });
+            if let Err(err) = buffers.push(envelope) {
+                self.batch = buffers;
+                return Err((index, err));
+            }
         }
         let batch = wit::Batch {
             journal: &first.journal,
             content_type: &first.content_type,
             docs: &buffers.docs,
-            messages: &buffers.messages,
+            doc_ends: &buffers.doc_ends,
+            begins: &buffers.begins,
+            ends: &buffers.ends,
+            producers: &buffers.producers,
+            clocks: &buffers.clocks,
+            uuid_flags: &buffers.uuid_flags,
         };
         // A crash cannot be pinned on one message: report the first.
         let outcome = match self.checkout() {

@@ -67,9 +67,10 @@ impl Guest for Hostile {
     }
 
     fn consume_messages(batch: Batch) -> Result<(), IndexedError> {
-        for (index, message) in batch.messages.iter().enumerate() {
-            let start = message.doc_offset as usize;
-            let doc = &batch.docs[start..start + message.doc_len as usize];
+        let mut start = 0;
+        for (index, &end) in batch.doc_ends.iter().enumerate() {
+            let doc = &batch.docs[start..end as usize];
+            start = end as usize;
             behave(doc).map_err(|message| IndexedError {
                 index: index as u32,
                 message,
