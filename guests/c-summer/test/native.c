@@ -209,8 +209,11 @@ static uint8_t *give_list(const void *elems, size_t n, size_t size) {
     return give(elems, n * size);
 }
 
+/* How a test batch breaks the host's promises. */
+typedef enum { WELL_FORMED, LAST_DOC_OUTSIDE, FLAGS_SHORT } corruption_t;
+
 /* One consume-messages call; *index gets the failed message's index. */
-static char *consume_batch(const msg_t *msgs, size_t n, uint32_t *index, int corrupt_last) {
+static char *consume_batch(const msg_t *msgs, size_t n, uint32_t *index, corruption_t corrupt) {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += msgs[i].len;
     uint8_t *docs = malloc(total ? total : 1);
@@ -230,7 +233,8 @@ static char *consume_batch(const msg_t *msgs, size_t n, uint32_t *index, int cor
         at += msgs[i].len;
         doc_ends[i] = (uint32_t)at;
     }
-    if (corrupt_last && n) doc_ends[n - 1] = (uint32_t)total + 1;
+    if (corrupt == LAST_DOC_OUTSIDE && n) doc_ends[n - 1] = (uint32_t)total + 1;
+    size_t flags_len = corrupt == FLAGS_SHORT && n ? n - 1 : n;
     /* The batch record, field by field: (pointer, length) of each list. */
     uint8_t *arg = malloc(18 * P);
     const uint8_t *fields[9] = {
@@ -238,9 +242,9 @@ static char *consume_batch(const msg_t *msgs, size_t n, uint32_t *index, int cor
         give_list(docs, total, 1),       give_list(doc_ends, n, sizeof *doc_ends),
         give_list(begins, n, 8),         give_list(ends, n, 8),
         give_list(producers, n, 8),      give_list(clocks, n, 8),
-        give_list(flags, n, sizeof *flags),
+        give_list(flags, flags_len, sizeof *flags),
     };
-    const size_t lens[9] = {strlen(JOURNAL), strlen(CONTENT_TYPE), total, n, n, n, n, n, n};
+    const size_t lens[9] = {strlen(JOURNAL), strlen(CONTENT_TYPE), total, n, n, n, n, n, flags_len};
     for (int f = 0; f < 9; f++) {
         *(const uint8_t **)(arg + 2 * f * P) = fields[f];
         *(size_t *)(arg + (2 * f + 1) * P) = lens[f];
@@ -336,7 +340,7 @@ static void test_vectors_and_sandbox(const char *dir) {
           "sum of stream 2 as in chunks.expected.jsonl");
     reset_host();
     uint32_t index;
-    check(!consume_batch(f.lines, f.count, &index, 0), "sandbox batch");
+    check(!consume_batch(f.lines, f.count, &index, WELL_FORMED), "sandbox batch");
     check(!finalize(), "finalize sandbox batch");
     check(publish_count == 3 && stored == 4, "batch: 3 sums, 4 stored");
     for (size_t i = 0; i < 3; i++) check(!strcmp(single[i], published[i]), "batch sum %zu differs", i);
@@ -388,7 +392,7 @@ static void test_conformance(const char *dir) {
         /* One batch: the same outcome, the same message, the right index. */
         reset_host();
         uint32_t index = UINT32_MAX;
-        char *batch_err = consume_batch(f.lines, f.count, &index, 0);
+        char *batch_err = consume_batch(f.lines, f.count, &index, WELL_FORMED);
         if (ok) {
             check(!batch_err, "%s: batch error %s", name, batch_err);
             check(!finalize(), "%s: finalize", name);
@@ -521,21 +525,29 @@ static void test_acks_batches_and_oddities(void) {
     char a[128];
     chunk(a, ID1, 1, "eA==");
     msg_t msgs[3] = {{"garbage", 7, 2}, {a, strlen(a), 0}, {a, strlen(a), 0}};
-    err = consume_batch(msgs, 3, &index, 0);
+    err = consume_batch(msgs, 3, &index, WELL_FORMED);
     check(err && index == 2 && contains(err, "expected 2, got 1 (repeated) at test/input@"),
           "batch: ACK skipped, repeat refused at index 2: %u %s", index, err);
     free(err);
     free(finalize());
 
     reset_host();
-    err = consume_batch(msgs + 1, 2, &index, 1);
+    err = consume_batch(msgs + 1, 2, &index, LAST_DOC_OUTSIDE);
     check(err && index == 1 && contains(err, "the host sent a document outside the batch at test/input@"),
           "document outside the batch: %u %s", index, err);
     free(err);
     free(finalize());
 
     reset_host();
-    check(!consume_batch(msgs, 0, &index, 0), "an empty batch");
+    err = consume_batch(msgs + 1, 2, &index, FLAGS_SHORT);
+    check(err && index == 0 && contains(err, "the host sent a batch whose columns differ in length at test/input"),
+          "columns of different lengths: %u %s", index, err);
+    free(err);
+    free(finalize());
+    check(stored == 0, "nothing of a batch with columns of different lengths is consumed: %zu", stored);
+
+    reset_host();
+    check(!consume_batch(msgs, 0, &index, WELL_FORMED), "an empty batch");
 
     /* serde_json skips ignored values iteratively: deep nesting is fine. */
     size_t depth = 100000;
