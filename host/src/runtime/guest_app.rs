@@ -765,6 +765,78 @@ mod test {
         }
     }
 
+    /// Calls `consume-messages` with `batch` as given: `BatchBuffers` never
+    /// builds a malformed one, but a guest must not trust that.
+    fn consume_raw_batch(
+        app: &mut GuestApplication,
+        txn: &mut Txn,
+        batch: wit::Batch<'_>,
+    ) -> Result<(), wit::IndexedError> {
+        let mut instance = app.checkout().expect("an instance");
+        let started = Instant::now();
+        let outcome = {
+            let Instance { store, bindings } = &mut instance;
+            app.bridge.drive(
+                bindings.call_consume_messages(store, batch),
+                &mut txn.context(),
+            )
+        };
+        app.settle(instance, started, outcome)
+            .expect("the guest returns, it does not crash")
+    }
+
+    #[test]
+    fn the_summer_refuses_a_batch_whose_columns_disagree_and_consumes_none_of_it() {
+        let doc = chunk([6u8; 16], 1, Some(b"battery")).doc;
+        let docs = [&doc[..], &doc[..]].concat();
+        let doc_end = u32::try_from(doc.len()).expect("small");
+        let mut app = summer();
+        let mut txn = Txn::default();
+        let doc_ends = [doc_end, 2 * doc_end];
+        let whole = wit::Batch {
+            journal: "test/input",
+            content_type: "application/x-ndjson",
+            docs: &docs,
+            doc_ends: &doc_ends,
+            begins: &[0, 1],
+            ends: &[1, 2],
+            producers: &[7, 7],
+            clocks: &[1, 2],
+            uuid_flags: &[0, 0],
+        };
+
+        let short = wit::Batch {
+            uuid_flags: &[0],
+            ..whole
+        };
+        let err = consume_raw_batch(&mut app, &mut txn, short).expect_err("refused");
+        assert_eq!(err.index, 0);
+        assert!(
+            err.message
+                .contains("the host sent a batch whose columns differ in length at test/input"),
+            "{}",
+            err.message
+        );
+
+        // The second document ends past `docs`: the first is consumed, the
+        // second named.
+        let outside = wit::Batch {
+            docs: &docs[..docs.len() - 1],
+            ..whole
+        };
+        let err = consume_raw_batch(&mut app, &mut txn, outside).expect_err("refused");
+        assert_eq!(err.index, 1);
+        assert!(
+            err.message
+                .contains("the host sent a document outside the batch at test/input@1"),
+            "{}",
+            err.message
+        );
+        app.finalize_txn(&mut txn.context()).expect("finalized");
+        let stored = txn.store.data.get(&[6u8; 16][..]).expect("the first chunk");
+        assert_eq!(sum_of(stored).1, 1, "only the first chunk was folded");
+    }
+
     #[test]
     fn a_store_failure_fails_the_transaction_even_if_the_guest_ignores_it() {
         let mut app = summer();
