@@ -77,7 +77,6 @@ mod guest {
                 index: u32::try_from(index).unwrap_or(u32::MAX),
                 message,
             };
-            let begin = |index: usize| batch.begins.get(index).copied().unwrap_or(-1);
             let count = batch.doc_ends.len();
             if batch.uuid_flags.len() != count || batch.begins.len() != count {
                 return Err(fail(
@@ -114,7 +113,7 @@ mod guest {
                     .consume_batch(&mut Imports, &docs)
                     .map_err(|(at, err)| {
                         let index = indexes[at];
-                        fail(index, describe(err, &batch.journal, begin(index)))
+                        fail(index, describe(err, &batch.journal, batch.begins[index]))
                     })
             })?;
             match outside {
@@ -122,8 +121,7 @@ mod guest {
                     index,
                     format!(
                         "the host sent a document outside the batch at {}@{}",
-                        batch.journal,
-                        begin(index)
+                        batch.journal, batch.begins[index]
                     ),
                 )),
                 None => Ok(()),
