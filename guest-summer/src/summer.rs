@@ -145,9 +145,9 @@ impl Summer {
         }
         // Chunks of cached streams before the first load fold first, so a
         // failed load is reported where `consume` would have met it.
+        let mut first = chunks.len();
         // Each uncached stream once, in the order of its first chunk: a set
         // beside the list costs less than sorting the list to dedupe it.
-        let mut first = chunks.len();
         let mut missing: Vec<StreamId> = Vec::new();
         let mut seen = HashSet::default();
         for (at, chunk) in chunks.iter().enumerate() {
